@@ -1,0 +1,59 @@
+# HMS Management Layer. `make run` and `make test` work on a fresh machine: they create the
+# virtualenv and install the pinned packages first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run stop status submit test test-unit lint constraints clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip install --quiet --python $(PY) -r requirements.txt -c constraints.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+## run: the whole stack in the foreground (Ctrl-C stops everything)
+run: install
+	$(PY) -m hms_stack run
+
+## stop: stop a stack started in another terminal or in the background
+stop:
+	$(PY) -m hms_stack stop
+
+status:
+	$(PY) -m hms_stack status
+
+## submit: send a proposal (FILE=..., default the sample) to the running stack and follow it
+submit: install
+	$(PY) -m hms_stack submit $(FILE)
+
+## test: lint, unit, DAG and end-to-end tests (starts and stops its own stack)
+test: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest -m "not e2e"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+## constraints: re-resolve the pinned set after changing requirements.txt
+constraints:
+	rm -rf $(VENV)-resolve && $(PYTHON) -m venv $(VENV)-resolve
+	$(VENV)-resolve/bin/pip install --quiet uv==$(UV_VERSION)
+	$(VENV)-resolve/bin/uv pip install --quiet --python $(VENV)-resolve/bin/python -r requirements.txt
+	( echo "# The exact resolved set of packages (from \`uv pip freeze\` of a venv installed from requirements.txt)."; \
+	  echo "# Regenerate with \`make constraints\` after changing requirements.txt."; \
+	  $(VENV)-resolve/bin/uv pip freeze --python $(VENV)-resolve/bin/python ) > constraints.txt
+	rm -rf $(VENV)-resolve
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,111 @@
+"""Misbehaviour on demand and what each route went through, for tests and benchmarks.
+
+Faults make the next calls of a route slow or failing; stats count per route the calls, the side
+effects really applied, the faults served and the most calls in flight at once. The latter proves
+a concurrency budget from the outside: if Airflow's pool allows 4, max_in_flight never exceeds 4.
+
+Both are touched only from the event loop, one request step at a time, so they need no lock.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator, Iterable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+UNTIL_CLEARED = -1
+
+
+def route_key(method: str, route: str) -> str:
+    """How faults and stats name a route: method and path template, e.g. `POST /svc/policy`."""
+    return f"{method.upper()} {route}"
+
+
+@dataclass
+class Fault:
+    route: str
+    method: str
+    status: int | None  # None: only add latency to the real answer
+    times: int  # calls left to hit; UNTIL_CLEARED for all of them
+    latency_ms: int
+    rate: float  # share of calls that get the fault, for error-rate benchmarks
+
+    @property
+    def key(self) -> str:
+        return route_key(self.method, self.route)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FaultInjector:
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._faults: dict[str, Fault] = {}
+        self._rng = rng or random.Random()
+
+    def set(self, fault: Fault) -> None:
+        """Put a fault on its route, replacing the one it had."""
+        self._faults[fault.key] = fault
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+    def faults(self) -> list[Fault]:
+        return list(self._faults.values())
+
+    def draw(self, key: str) -> Fault | None:
+        """The fault this call of the route gets, if any; it counts against the fault's times."""
+        fault = self._faults.get(key)
+        if fault is None or self._rng.random() >= fault.rate:
+            return None
+        if fault.times != UNTIL_CLEARED:
+            fault.times -= 1
+            if fault.times == 0:
+                del self._faults[key]
+        return fault
+
+
+@dataclass
+class RouteCounters:
+    calls: int = 0
+    side_effects: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    faults_served: int = 0
+
+
+class RouteStats:
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._routes = {key: RouteCounters() for key in keys}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._routes
+
+    @contextmanager
+    def call(self, key: str) -> Generator[None, None, None]:
+        """Count a call of the route and keep it in flight until the block ends."""
+        counters = self._routes[key]
+        counters.calls += 1
+        counters.in_flight += 1
+        counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
+        try:
+            yield
+        finally:
+            counters.in_flight -= 1
+
+    def count_side_effect(self, key: str) -> None:
+        self._routes[key].side_effects += 1
+
+    def count_fault(self, key: str) -> None:
+        self._routes[key].faults_served += 1
+
+    def reset(self) -> None:
+        """Start counting afresh; calls in flight right now stay in flight."""
+        for counters in self._routes.values():
+            counters.calls = counters.side_effects = counters.faults_served = 0
+            counters.max_in_flight = counters.in_flight
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return {key: asdict(counters) for key, counters in sorted(self._routes.items())}

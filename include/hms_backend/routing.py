@@ -1,0 +1,150 @@
+"""What every call of an HMS route goes through before its handler, in this order.
+
+1. stats: the call is counted and stays in flight until its answer is ready;
+2. auth: a valid bearer token, except on public routes (health, stats);
+3. faults: an injected fault may delay the call or answer it instead of the handler;
+4. idempotency: a POST with an Idempotency-Key gets the first 2xx answer given for that key on
+   that path, and the handler runs at most once to produce it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from hms_backend.auth import InvalidToken, verify_authorization
+from hms_backend.faults import FaultInjector, RouteStats, route_key
+from hms_backend.settings import Settings
+from hms_backend.storage import Storage, StoredResponse
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAY_HEADER = "Idempotent-Replayed"
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    """An answer other than success: rendered as {"error": message, **details}."""
+
+    def __init__(
+        self, status_code: int, message: str, *, headers: dict[str, str] | None = None, **details: Any
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.headers = headers
+        self.details = details
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.message, **self.details}, self.status_code, headers=self.headers)
+
+
+class KeyedLocks:
+    """One asyncio lock per key, kept only while someone holds it or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, asyncio.Lock] = {}
+        self._users: Counter[Hashable] = Counter()
+
+    @asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncGenerator[None, None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Everything a request may need, built once per app start."""
+
+    settings: Settings
+    storage: Storage
+    faults: FaultInjector
+    stats: RouteStats
+    idempotency_locks: KeyedLocks
+
+
+def backend_of(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+def record_side_effect(request: Request) -> None:
+    """Count a real write of the route serving this request (not a replay, not a fault)."""
+    backend_of(request).stats.count_side_effect(route_key(request.method, request.scope["route"].path))
+
+
+class ServiceRoute(APIRoute):
+    """A route of an HMS service: counted, token-guarded, open to faults, idempotent for POSTs."""
+
+    requires_token = True
+
+    def get_route_handler(self) -> Handler:
+        handle = super().get_route_handler()
+
+        async def serve(request: Request) -> Response:
+            backend = backend_of(request)
+            key = route_key(request.method, self.path)
+            with backend.stats.call(key):
+                if self.requires_token:
+                    _authenticate(request, backend.settings.jwt_secret)
+                fault = backend.faults.draw(key)
+                if fault is not None:
+                    await asyncio.sleep(fault.latency_ms / 1000)
+                    if fault.status is not None:
+                        backend.stats.count_fault(key)
+                        return JSONResponse({"error": "injected fault"}, fault.status)
+                idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
+                if request.method == "POST" and idempotency_key is not None:
+                    return await _answer_once(handle, request, idempotency_key, backend)
+                return await handle(request)
+
+        return serve
+
+
+class PublicRoute(ServiceRoute):
+    """A route anyone may call: health and stats, for probes and benchmark dashboards."""
+
+    requires_token = False
+
+
+def _authenticate(request: Request, secret: str) -> None:
+    try:
+        verify_authorization(request.headers.get("Authorization"), secret)
+    except InvalidToken as err:
+        raise ApiError(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+async def _answer_once(handle: Handler, request: Request, idempotency_key: str, backend: Backend) -> Response:
+    if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ApiError(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    path = request.url.path
+    # The lock makes a duplicate that arrives while the first is still being handled wait for
+    # the first's answer instead of applying the side effect a second time.
+    async with backend.idempotency_locks.hold((path, idempotency_key)):
+        stored = backend.storage.stored_response(path, idempotency_key)
+        if stored is not None:
+            return Response(
+                stored.body, stored.status_code, headers={REPLAY_HEADER: "true"}, media_type="application/json"
+            )
+        response = await handle(request)
+        # Only successes are kept: a retry after a fault or an error must do the real work.
+        if 200 <= response.status_code < 300:
+            backend.storage.store_response(
+                path, idempotency_key, StoredResponse(response.status_code, bytes(response.body))
+            )
+        return response

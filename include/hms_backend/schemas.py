@@ -1,0 +1,89 @@
+"""Request bodies of the HMS routes.
+
+The services are lenient the way the real HMS services are: each names the fields it needs and
+keeps any other field as sent (extra="allow"), so callers can add context without a new release.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+from hms_backend.faults import UNTIL_CLEARED
+
+Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+Level = Literal["low", "normal", "high"]
+ProposalId = Annotated[str, Field(min_length=1, max_length=64)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class OpenRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    def as_sent(self) -> dict[str, Any]:
+        """The body as the caller sent it: no defaults added."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class GovernedProposal(OpenRecord):
+    id: ProposalId
+    day: Weekday | None = None
+    impact: Level | None = None
+
+
+class ValidationRequest(BaseModel):
+    proposal: GovernedProposal
+
+
+class ReviewDecision(BaseModel):
+    approved: StrictBool
+    reviewer: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: str | None = None
+
+
+class PolicyProposal(OpenRecord):
+    id: ProposalId
+    rule: dict[str, Any] | str
+
+
+class Notification(OpenRecord):
+    message: Text
+    proposalId: ProposalId | None = None
+
+
+class AuditEntry(OpenRecord):
+    proposalId: ProposalId
+    action: Text
+    outcome: Text
+
+
+class BacklogProposal(OpenRecord):
+    id: ProposalId
+
+
+class TakenMark(BaseModel):
+    run_id: str | None = None
+
+
+class RejectedMark(BaseModel):
+    reason: Text
+
+
+class FaultSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    route: Annotated[str, Field(pattern=r"^/")]
+    method: Literal["GET", "POST", "PUT", "DELETE"] = "POST"
+    status: Annotated[int, Field(ge=400, le=599)] | None = None
+    times: Annotated[int, Field(ge=UNTIL_CLEARED)] = 1
+    latency_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    rate: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+    @model_validator(mode="after")
+    def asks_for_something(self) -> FaultSpec:
+        if self.times == 0:
+            raise ValueError(f"times must be at least 1, or {UNTIL_CLEARED} for every call until cleared")
+        if self.status is None and self.latency_ms == 0:
+            raise ValueError("a fault needs a status, a latency_ms or both")
+        return self

@@ -1,0 +1,346 @@
+"""All of the backend's SQL, as plain methods on one SQLite database.
+
+One connection, shared by every request and guarded by a lock: each method is one short
+transaction, so requests queue for microseconds instead of fighting over SQLite's file lock.
+WAL with synchronous=NORMAL keeps commits cheap and survives a crash of the process (only an OS
+crash may lose the last commits).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from hms_backend.governance import REVIEW
+
+PENDING = "pending"
+TAKEN = "taken"
+REJECTED = "rejected"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY,
+    proposal_id TEXT NOT NULL,
+    proposal    TEXT NOT NULL,  -- JSON, as governance saw it
+    status      TEXT NOT NULL,  -- approved | denied | review
+    reason      TEXT NOT NULL,
+    reviewer    TEXT,
+    created_at  TEXT NOT NULL,
+    decided_at  TEXT            -- null while in review
+);
+CREATE INDEX IF NOT EXISTS decisions_by_proposal ON decisions (proposal_id);
+CREATE INDEX IF NOT EXISTS decisions_by_status ON decisions (status);
+
+CREATE TABLE IF NOT EXISTS policies (
+    policy_id   TEXT PRIMARY KEY,
+    proposal_id TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    rule        TEXT NOT NULL,  -- JSON
+    proposal    TEXT NOT NULL,  -- JSON
+    applied_at  TEXT NOT NULL,
+    UNIQUE (proposal_id, version)
+);
+
+CREATE TABLE IF NOT EXISTS notifications (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    notification_id TEXT NOT NULL UNIQUE,
+    proposal_id     TEXT,
+    body            TEXT NOT NULL,  -- JSON, as sent
+    sent_at         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_by_proposal ON notifications (proposal_id);
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    audit_id    TEXT NOT NULL UNIQUE,
+    proposal_id TEXT NOT NULL,
+    entry       TEXT NOT NULL,  -- JSON, as sent
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_proposal ON audit_log (proposal_id);
+-- The audit log is evidence: the database itself refuses to rewrite it.
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+CREATE TABLE IF NOT EXISTS backlog (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    proposal   TEXT NOT NULL,  -- JSON, as queued
+    status     TEXT NOT NULL,  -- pending | taken | rejected
+    reason     TEXT,
+    run_id     TEXT,
+    queued_at  TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS backlog_by_status ON backlog (status, queued_at, seq);
+
+CREATE TABLE IF NOT EXISTS idempotent_responses (
+    path        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    status_code INTEGER NOT NULL,
+    body        BLOB NOT NULL,
+    stored_at   TEXT NOT NULL,
+    PRIMARY KEY (path, key)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Write:
+    """A record after a write that may have had nothing to do (the record was already so)."""
+
+    record: dict[str, Any]
+    applied: bool
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: bytes
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class Storage:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> Storage:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are explicit (see _transaction), never implicit.
+        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA busy_timeout=5000")  # another process reading, say sqlite3 CLI
+        connection.executescript(SCHEMA)
+        return cls(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Generator[sqlite3.Connection, None, None]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _select(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # Governance decisions
+
+    def record_decision(self, *, proposal: dict[str, Any], status: str, reason: str) -> dict[str, Any]:
+        decision_id, now = _new_id(), _now()
+        decided_at = None if status == REVIEW else now
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO decisions (decision_id, proposal_id, proposal, status, reason, created_at,"
+                " decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (decision_id, proposal["id"], _json(proposal), status, reason, now, decided_at),
+            )
+            return _decision(db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone())
+
+    def decision(self, decision_id: str) -> dict[str, Any] | None:
+        rows = self._select("SELECT * FROM decisions WHERE decision_id = ?", decision_id)
+        return _decision(rows[0]) if rows else None
+
+    def decisions(self, *, status: str | None, proposal_id: str | None) -> list[dict[str, Any]]:
+        rows = self._select(
+            "SELECT * FROM decisions WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR proposal_id = ?2)"
+            " ORDER BY created_at, rowid",
+            status,
+            proposal_id,
+        )
+        return [_decision(row) for row in rows]
+
+    def settle_review(self, decision_id: str, *, status: str, reason: str, reviewer: str) -> Write | None:
+        """Record a reviewer's decision on a decision in review; None if there is no such decision."""
+        with self._transaction() as db:
+            updated = db.execute(
+                "UPDATE decisions SET status = ?, reason = ?, reviewer = ?, decided_at = ?"
+                " WHERE decision_id = ? AND status = ?",
+                (status, reason, reviewer, _now(), decision_id, REVIEW),
+            ).rowcount
+            row = db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
+        return Write(_decision(row), applied=bool(updated)) if row else None
+
+    # Policies
+
+    def apply_policy(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        policy_id, now = _new_id(), _now()
+        with self._transaction() as db:
+            (version,) = db.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM policies WHERE proposal_id = ?", (proposal["id"],)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO policies (policy_id, proposal_id, version, rule, proposal, applied_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (policy_id, proposal["id"], version, _json(proposal["rule"]), _json(proposal), now),
+            )
+        return {"policy_id": policy_id, "version": version, "proposal_id": proposal["id"], "applied_at": now}
+
+    def policy_versions(self, proposal_id: str) -> list[dict[str, Any]]:
+        rows = self._select(
+            "SELECT policy_id, version, rule, applied_at FROM policies WHERE proposal_id = ? ORDER BY version",
+            proposal_id,
+        )
+        return [{**dict(row), "rule": json.loads(row["rule"])} for row in rows]
+
+    # Notifications
+
+    def record_notification(self, body: dict[str, Any]) -> dict[str, Any]:
+        notification_id, now = _new_id(), _now()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO notifications (notification_id, proposal_id, body, sent_at) VALUES (?, ?, ?, ?)",
+                (notification_id, body.get("proposalId"), _json(body), now),
+            )
+        return {"notification_id": notification_id, "sent_at": now}
+
+    def notifications(self, *, proposal_id: str | None) -> list[dict[str, Any]]:
+        rows = self._select(
+            "SELECT * FROM notifications WHERE ?1 IS NULL OR proposal_id = ?1 ORDER BY seq", proposal_id
+        )
+        return [
+            {**json.loads(row["body"]), "notification_id": row["notification_id"], "sent_at": row["sent_at"]}
+            for row in rows
+        ]
+
+    # Audit log
+
+    def append_audit(self, entry: dict[str, Any]) -> dict[str, Any]:
+        audit_id, now = _new_id(), _now()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO audit_log (audit_id, proposal_id, entry, recorded_at) VALUES (?, ?, ?, ?)",
+                (audit_id, entry["proposalId"], _json(entry), now),
+            )
+        return {"audit_id": audit_id, "recorded_at": now}
+
+    def audit_entries(self, *, proposal_id: str | None) -> list[dict[str, Any]]:
+        rows = self._select("SELECT * FROM audit_log WHERE ?1 IS NULL OR proposal_id = ?1 ORDER BY seq", proposal_id)
+        return [
+            {**json.loads(row["entry"]), "audit_id": row["audit_id"], "recorded_at": row["recorded_at"]} for row in rows
+        ]
+
+    # Backlog
+
+    def queue_proposal(self, proposal: dict[str, Any]) -> Write:
+        """Queue a proposal for the sweep.
+
+        Pending or taken: kept as it is, since the same id is the same proposal. Rejected: queued
+        again with the new content, so that a corrected proposal gets another look.
+        """
+        now = _now()
+        with self._transaction() as db:
+            current = db.execute("SELECT * FROM backlog WHERE id = ?", (proposal["id"],)).fetchone()
+            if current is not None and current["status"] != REJECTED:
+                return Write(_backlog_entry(current), applied=False)
+            if current is None:
+                db.execute(
+                    "INSERT INTO backlog (id, proposal, status, queued_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (proposal["id"], _json(proposal), PENDING, now, now),
+                )
+            else:
+                db.execute(
+                    "UPDATE backlog SET proposal = ?, status = ?, reason = NULL, run_id = NULL, queued_at = ?,"
+                    " updated_at = ? WHERE id = ?",
+                    (_json(proposal), PENDING, now, now, proposal["id"]),
+                )
+            row = db.execute("SELECT * FROM backlog WHERE id = ?", (proposal["id"],)).fetchone()
+        return Write(_backlog_entry(row), applied=True)
+
+    def backlog(self, *, status: str, limit: int) -> list[dict[str, Any]]:
+        rows = self._select("SELECT * FROM backlog WHERE status = ? ORDER BY queued_at, seq LIMIT ?", status, limit)
+        return [_backlog_entry(row) for row in rows]
+
+    def settle_backlog_entry(
+        self, proposal_id: str, *, status: str, reason: str | None = None, run_id: str | None = None
+    ) -> Write | None:
+        """Mark a pending entry taken or rejected; an entry already settled keeps how it was settled.
+
+        None if there is no such entry. The caller compares the status to tell a repeat (fine) from
+        a contradiction (taken vs rejected).
+        """
+        with self._transaction() as db:
+            updated = db.execute(
+                "UPDATE backlog SET status = ?, reason = ?, run_id = ?, updated_at = ? WHERE id = ? AND status = ?",
+                (status, reason, run_id, _now(), proposal_id, PENDING),
+            ).rowcount
+            row = db.execute("SELECT * FROM backlog WHERE id = ?", (proposal_id,)).fetchone()
+        return Write(_backlog_entry(row), applied=bool(updated)) if row else None
+
+    # Idempotency
+
+    def stored_response(self, path: str, key: str) -> StoredResponse | None:
+        rows = self._select("SELECT status_code, body FROM idempotent_responses WHERE path = ? AND key = ?", path, key)
+        return StoredResponse(rows[0]["status_code"], rows[0]["body"]) if rows else None
+
+    def store_response(self, path: str, key: str, response: StoredResponse) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO idempotent_responses (path, key, status_code, body, stored_at) VALUES (?, ?, ?, ?, ?)",
+                (path, key, response.status_code, response.body, _now()),
+            )
+
+
+def _decision(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "decision_id": row["decision_id"],
+        "proposal_id": row["proposal_id"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "reviewer": row["reviewer"],
+        "created_at": row["created_at"],
+        "decided_at": row["decided_at"],
+        "proposal": json.loads(row["proposal"]),
+    }
+
+
+def _backlog_entry(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "proposal": json.loads(row["proposal"]),
+        "status": row["status"],
+        "queued_at": row["queued_at"],
+        "reason": row["reason"],
+        "run_id": row["run_id"],
+        "updated_at": row["updated_at"],
+    }

@@ -1,0 +1,1 @@
+"""HMS Management Layer: proposal orchestration on Apache Airflow."""

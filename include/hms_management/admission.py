@@ -1,0 +1,137 @@
+"""Refuse a bad proposal at Airflow's door: before a run exists, with a 400 that names the field.
+
+Airflow validates each Param on its own and keeps unknown conf keys silently. This root middleware
+of the api-server checks `POST /api/v2/dags/proposal_orchestration/dagRuns` bodies with the same
+proposal model as the DAG's first task, and fixes the run id to `proposal__<id>` so that a second
+submission of a proposal meets the first run (409) instead of starting another.
+
+It only judges callers allowed to trigger the DAG; anyone else reaches Airflow's own 401/403.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hms_management.proposal import DAG_ID, InvalidProposal, parse_proposal, run_id_for
+
+TRIGGER_PATH = f"/api/v2/dags/{DAG_ID}/dagRuns"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def admission_errors(body: dict[str, Any]) -> list[dict[str, str]]:
+    """What is wrong with a trigger body for the proposal DAG; empty when it may start a run."""
+    conf = body.get("conf")
+    if conf is None:
+        return [{"field": "conf", "reason": "is required: the conf of a run is its proposal"}]
+    try:
+        proposal = parse_proposal(conf)
+    except InvalidProposal as err:
+        return [{"field": f"conf.{e['field']}", "reason": e["reason"]} for e in err.errors]
+    run_id = body.get("dag_run_id")
+    if run_id is not None and run_id != proposal.run_id:
+        return [{"field": "dag_run_id", "reason": f"must be {proposal.run_id!r}: one run per proposal"}]
+    return []
+
+
+def admitted_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The body Airflow gets: the run id derived from the proposal id when the caller left it out."""
+    return {**body, "dag_run_id": run_id_for(body["conf"]["id"])}
+
+
+class ProposalAdmissionMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/") == TRIGGER_PATH
+            and await _may_trigger(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        raw = await _read_body(receive, MAX_BODY_BYTES)
+        if raw is None:
+            await _answer(send, 413, {"detail": f"request body is larger than {MAX_BODY_BYTES} bytes"})
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):  # not ours to judge: Airflow answers 422 as usual
+            await self.app(scope, _replay(raw), send)
+            return
+
+        errors = admission_errors(body)
+        if errors:
+            message = "Invalid proposal: " + "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+            await _answer(send, 400, {"detail": message, "errors": errors})
+            return
+
+        raw = json.dumps(admitted_body(body)).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        headers.append((b"content-length", str(len(raw)).encode()))
+        await self.app({**scope, "headers": headers}, _replay(raw), send)
+
+
+async def _may_trigger(scope: Scope) -> bool:
+    """Whether the caller's token lets them trigger the DAG (so that bad callers get 401/403)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from starlette.requests import Request
+
+    request = Request(scope)
+    auth = request.headers.get("authorization", "")
+    token = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    if not token:
+        return False
+    try:
+        manager = get_auth_manager()
+        user = await manager.get_user_from_token(token)
+        return manager.is_authorized_dag(
+            method="POST", access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID), user=user
+        )
+    except Exception:  # an invalid or expired token: Airflow's own answer is the right one
+        return False
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(raw: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return receive
+
+
+async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+    })
+    await send({"type": "http.response.body", "body": payload})

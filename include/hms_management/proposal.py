@@ -1,0 +1,158 @@
+"""The proposal: one model for the DAG's Params, its first task, the trigger-time gate and the API.
+
+A proposal is the `conf` of its DAG run. Conf is stored and shown in plain text, so anything that
+looks like a credential is refused with a reason instead of being silently kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DAG_ID = "proposal_orchestration"
+RUN_ID_PREFIX = "proposal__"
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_ID_LENGTH = 64
+MAX_RULE_BYTES = 64 * 1024
+MAX_METADATA_BYTES = 16 * 1024
+MAX_TITLE_LENGTH = 200
+MAX_SUBMITTER_LENGTH = 200
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+Level = Literal["low", "normal", "high"]
+UNION_FIELDS = {"rule": "must be a JSON object or a string", "metadata": "must be a JSON object"}
+
+# Keys that name a secret. Matched on whole words of the key, so `token` and `api_key` are refused
+# but `tokenizer_rule` is not a key anyone sends; the model forbids unknown keys anyway, this only
+# gives credential-like keys a reason of their own.
+CREDENTIAL_WORDS = ("token", "password", "passwd", "secret", "credential", "credentials", "apikey",
+                    "api_key", "authorization", "auth", "bearer", "private_key", "jwt", "cookie")
+CREDENTIAL_REASON = (
+    "credentials must not be sent in a proposal: a DAG run's conf is stored and shown in plain "
+    "text, and the Management Layer calls HMS services with its own credentials, kept in Airflow "
+    "connections"
+)
+
+
+def is_credential_key(key: str) -> bool:
+    normalized = re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_")
+    words = normalized.split("_")
+    return normalized in CREDENTIAL_WORDS or any(w in CREDENTIAL_WORDS for w in words)
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+class Proposal(BaseModel):
+    """A change to put live, as raised by an agent, a portal or the backlog."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN,
+                    description="The business key: one run per id, named proposal__<id>.")
+    rule: dict[str, Any] | str = Field(description="The policy rule to put live (at most 64 KiB as JSON).")
+    title: str | None = Field(None, max_length=MAX_TITLE_LENGTH, description="Shown to analysts.")
+    submitted_by: str | None = Field(None, min_length=1, max_length=MAX_SUBMITTER_LENGTH,
+                                     description="The agent or person that raised it.")
+    day: Literal[WEEKDAYS] | None = Field(  # type: ignore[valid-type]
+        None, description="Mon..Sun; governance denies processing on a weekend day.")
+    priority: Level = Field("normal", description="Scheduling priority of the run's tasks.")
+    impact: Level = Field("normal", description="high asks governance for human review.")
+    metadata: dict[str, Any] | None = Field(None, description="Free-form context, at most 16 KiB as JSON.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def refuse_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, str) and is_credential_key(key):
+                    raise ValueError(f"key {key!r} is not allowed: {CREDENTIAL_REASON}")
+        return data
+
+    @field_validator("rule")
+    @classmethod
+    def rule_fits(cls, rule: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(rule, str) and not rule.strip():
+            raise ValueError("must not be empty")
+        if isinstance(rule, dict) and not rule:
+            raise ValueError("must not be empty")
+        if json_size(rule) > MAX_RULE_BYTES:
+            raise ValueError(f"is larger than {MAX_RULE_BYTES // 1024} KiB as JSON")
+        return rule
+
+    @field_validator("metadata")
+    @classmethod
+    def metadata_fits(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        if metadata is not None and json_size(metadata) > MAX_METADATA_BYTES:
+            raise ValueError(f"is larger than {MAX_METADATA_BYTES // 1024} KiB as JSON")
+        return metadata
+
+    @property
+    def run_id(self) -> str:
+        return run_id_for(self.id)
+
+    def as_conf(self) -> dict[str, Any]:
+        """The proposal as stored in a run's conf: defaults filled in, absent optionals left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def proposal_params() -> dict[str, Any]:
+    """The DAG's Params: the model's JSON schema, one Param per field, checked at trigger time."""
+    from airflow.sdk import Param
+
+    schema = Proposal.model_json_schema()
+    params = {}
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k not in ("title", "default")}
+        field = Proposal.model_fields[name]
+        params[name] = Param(**prop) if field.is_required() else Param(field.default, **prop)
+    return params
+
+
+def run_id_for(proposal_id: str) -> str:
+    return f"{RUN_ID_PREFIX}{proposal_id}"
+
+
+class InvalidProposal(ValueError):
+    """A proposal that breaks a rule; `errors` says which field and why, one entry per problem."""
+
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = errors
+        super().__init__("invalid proposal: " + "; ".join(f"{e['field']}: {e['reason']}" for e in errors))
+
+
+def parse_proposal(data: Any) -> Proposal:
+    """Validate `data` as a proposal, or raise InvalidProposal naming each field and reason."""
+    if not isinstance(data, dict):
+        raise InvalidProposal([{"field": "(proposal)", "reason": "must be a JSON object"}])
+    try:
+        return Proposal.model_validate(data)
+    except ValidationError as err:
+        described: dict[str, str] = {}
+        for error in err.errors(include_url=False):
+            field, reason = _describe(error)
+            # A union field (rule: object or string) fails once per member: one reason is enough.
+            described.setdefault(field, reason)
+        raise InvalidProposal([{"field": f, "reason": r} for f, r in described.items()]) from None
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    field = str(error["loc"][0]) if error["loc"] else "(proposal)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        reason = "unknown field: a proposal has only " + ", ".join(Proposal.model_fields)
+    elif kind == "missing":
+        reason = "is required"
+    elif len(error["loc"]) > 1 and field in UNION_FIELDS:
+        reason = UNION_FIELDS[field]
+    else:
+        reason = error["msg"].removeprefix("Value error, ")
+    if field == "(proposal)" and reason.startswith("key "):
+        # The credential check runs on the whole object; name the offending key as the field.
+        field = reason.split("'")[1]
+    return field, reason

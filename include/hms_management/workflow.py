@@ -1,0 +1,87 @@
+"""The workflow's steps and how a run's outcome is settled from what each step left behind.
+
+Plain functions over plain data, so the audit record, the run note, the failure flag and the
+tests all read one definition of "completed", "denied" and "failed at step X".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Task ids, in workflow order. A step "completed" when it left a return value.
+VALIDATE = "validate_proposal"
+GOVERNANCE_GATE = "governance_gate"
+APPLY_POLICY = "apply_policy"
+NOTIFY_OFFICERS = "notify_officers"
+RECORD_AUDIT = "record_audit"
+FLAG_FAILURE = "fail_run_if_a_step_failed"
+STEPS = (VALIDATE, GOVERNANCE_GATE, APPLY_POLICY, NOTIFY_OFFICERS)
+
+# XCom keys besides return_value.
+DECISION_KEY = "decision"  # the governance decision, whatever it was
+ERROR_KEY = "error"  # why a step's last try failed
+
+COMPLETED = "completed"
+DENIED = "denied"
+REVIEW_TIMEOUT = "review_timeout"
+FAILED = "failed"
+BUSINESS_OUTCOMES = (DENIED, REVIEW_TIMEOUT)  # governance said no: not a fault, nothing to retry
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str
+    reason: str
+    failed_step: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def headline(self) -> str:
+        """One line for the run note: what happened, then why."""
+        label = {COMPLETED: "COMPLETED", DENIED: "DENIED", REVIEW_TIMEOUT: "REVIEW TIMED OUT"}.get(
+            self.outcome, f"FAILED at {self.failed_step}"
+        )
+        return f"{label}: {self.reason}"
+
+
+def settle(
+    *, completed_steps: set[str], decision: dict[str, Any] | None, errors: dict[str, str]
+) -> Outcome:
+    """Decide a run's outcome from the steps that completed, the governance decision and errors."""
+    if decision and decision.get("status") in BUSINESS_OUTCOMES:
+        return Outcome(decision["status"], decision.get("reason") or "no reason given")
+    for step in STEPS:
+        if step not in completed_steps:
+            return Outcome(FAILED, errors.get(step) or f"{step} did not complete (see its log)", step)
+    return Outcome(COMPLETED, "policy applied and officers notified")
+
+
+def audit_record(
+    *,
+    proposal_id: str,
+    run_id: str,
+    outcome: Outcome,
+    decision: dict[str, Any] | None,
+    policy: dict[str, Any] | None,
+    notification: dict[str, Any] | None,
+    proposal: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The body of POST /audit/log: enough for an auditor to follow the proposal without Airflow."""
+    proposal = proposal or {}
+    return {
+        "proposalId": proposal_id,
+        "action": "proposal.orchestrated",
+        "outcome": outcome.outcome,
+        "reason": outcome.reason,
+        "failedStep": outcome.failed_step,
+        "runId": run_id,
+        "decisionId": (decision or {}).get("decision_id"),
+        "policyId": (policy or {}).get("policy_id"),
+        "policyVersion": (policy or {}).get("version"),
+        "notificationId": (notification or {}).get("notification_id"),
+        "title": proposal.get("title"),
+        "submittedBy": proposal.get("submitted_by"),
+    }

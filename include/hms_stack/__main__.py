@@ -1,0 +1,101 @@
+"""`python -m hms_stack run|stop|status`: the local stack behind `make run` and `make stop`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from hms_stack.stack import ROOT, Stack
+
+
+def run(stack: Stack) -> int:
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        stack.start()
+        creds = stack.state / "credentials.json"
+        print(
+            f"\nHMS Management Layer is running.\n"
+            f"  Airflow UI and REST API  {stack.api_url}   (user admin; agent and analyst too)\n"
+            f"  HMS reference backend    {stack.hms_url}\n"
+            f"  credentials              {creds}\n"
+            f"  logs                     {stack.log_dir}\n\n"
+            f"Submit a sample proposal from another terminal:\n"
+            f"  make submit\n\n"
+            f"Ctrl-C stops everything (or `make stop` from another terminal).\n",
+            flush=True,
+        )
+        exited = stack.wait()
+        print(f"{exited} exited; stopping the stack (see {stack.log_dir / (exited + '.log')})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping …", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        stack.stop()
+        print("stopped: no process left behind.", flush=True)
+
+
+def stop(stack: Stack) -> int:
+    info_file = stack.state / "stack.json"
+    if not info_file.exists():
+        print("no stack is running from", stack.state)
+        return 0
+    launcher = json.loads(info_file.read_text()).get("launcher_pid")
+    if launcher and _alive(launcher) and launcher != os.getpid():
+        os.kill(launcher, signal.SIGTERM)  # the launcher stops its own stack, then exits
+        deadline = time.monotonic() + 60
+        while _alive(launcher) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    stack.stop()  # whatever the launcher could not stop (or when it was killed)
+    print("stopped.")
+    return 0
+
+
+def status(stack: Stack) -> int:
+    info_file = stack.state / "stack.json"
+    if not info_file.exists():
+        print("not running")
+        return 1
+    info = json.loads(info_file.read_text())
+    for name, pid in info["pids"].items():
+        print(f"{name:14} pid {pid:<8} {'running' if _alive(pid) else 'NOT RUNNING'}")
+    print(f"UI {info['api_url']}  backend {info['hms_url']}")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m hms_stack", description=__doc__)
+    parser.add_argument("command", choices=["run", "stop", "status"])
+    parser.add_argument("--state", type=Path, default=ROOT / ".state", help="state folder (default .state)")
+    parser.add_argument("--api-port", type=int, default=8080)
+    parser.add_argument("--hms-port", type=int, default=8090)
+    args = parser.parse_args()
+    stack = Stack(state=args.state.resolve(), api_port=args.api_port, hms_port=args.hms_port)
+    return {"run": run, "stop": stop, "status": status}[args.command](stack)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

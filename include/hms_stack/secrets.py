@@ -1,0 +1,42 @@
+"""Secrets of a local stack: generated once into the state folder, never defaulted in code."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+USERS = {"admin": "admin", "agent": "user", "analyst": "viewer"}  # user → Airflow role
+
+
+def _write_private(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def load_or_create(state: Path) -> dict[str, Any]:
+    """Secrets of this state folder: created at the first start, kept by every later one."""
+    from cryptography.fernet import Fernet
+
+    path = state / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    generated = {
+        "fernet_key": Fernet.generate_key().decode(),
+        "jwt_secret": secrets.token_urlsafe(48),
+        "api_secret_key": secrets.token_urlsafe(48),
+        "hms_jwt_secret": secrets.token_urlsafe(48),
+        "passwords": {user: secrets.token_urlsafe(12) for user in USERS},
+    }
+    _write_private(path, generated)
+    return generated
+
+
+def write_user_files(state: Path, secret: dict[str, Any], hms_token: str) -> None:
+    """The passwords file Airflow reads, and credentials.json for the person at the keyboard."""
+    _write_private(state / "passwords.json", secret["passwords"])
+    _write_private(state / "credentials.json", {"airflow": secret["passwords"], "hms_token": hms_token})

@@ -1,0 +1,114 @@
+"""The command line: secrets, tokens, and the real server over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import hms_backend
+from hms_backend.__main__ import main
+from hms_backend.auth import verify_authorization
+
+INCLUDE_DIR = Path(hms_backend.__file__).resolve().parents[1]
+
+
+def test_new_secret_is_written_private_and_kept_on_a_second_run(tmp_path: Path):
+    secret_file = tmp_path / "state" / "hms_secret"
+
+    assert main(["new-secret", str(secret_file)]) == 0
+    first = secret_file.read_text()
+    assert main(["new-secret", str(secret_file)]) == 0
+
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert len(first.strip()) >= 64
+    assert secret_file.read_text() == first
+
+
+def test_token_is_signed_with_the_secret_file(tmp_path: Path, capsys):
+    secret_file = tmp_path / "hms_secret"
+    main(["new-secret", str(secret_file)])
+
+    main(["token", "--secret-file", str(secret_file), "--subject", "bench", "--ttl-days", "1"])
+
+    claims = verify_authorization(f"Bearer {capsys.readouterr().out.strip()}", secret_file.read_text().strip())
+    assert claims["sub"] == "bench"
+    assert claims["exp"] - claims["iat"] == 86_400
+
+
+def test_serve_without_a_secret_file_says_how_to_make_one(tmp_path: Path, capsys):
+    missing = tmp_path / "missing"
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--data-dir", str(tmp_path), "--secret-file", str(missing)])
+
+    assert exit_info.value.code == 2
+    assert f"new-secret {missing}" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`python -m hms_backend serve` on a free loopback port: its base URL and its secret file."""
+    secret_file = tmp_path / "hms_secret"
+    main(["new-secret", str(secret_file)])
+    port = free_port()
+    command = [sys.executable, "-m", "hms_backend", "serve", "--port", str(port)]
+    command += ["--data-dir", str(tmp_path / "data"), "--secret-file", str(secret_file)]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "PYTHONPATH": str(INCLUDE_DIR)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert process.poll() is None, process.stdout.read().decode()
+            try:
+                httpx.get(f"{base_url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the backend did not answer within 15 s"
+                time.sleep(0.05)
+        yield base_url, secret_file
+        process.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why it stopped.
+        assert process.wait(timeout=10) in (0, -signal.SIGTERM)
+        # The app closed its database on the way out: SQLite folds the WAL file back in on close.
+        assert (tmp_path / "data" / "hms_backend.sqlite3").exists()
+        assert not (tmp_path / "data" / "hms_backend.sqlite3-wal").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def test_real_server_answers_over_http(server: tuple[str, Path], capsys):
+    base_url, secret_file = server
+    capsys.readouterr()
+    main(["token", "--secret-file", str(secret_file)])
+    auth = {"Authorization": f"Bearer {capsys.readouterr().out.strip()}"}
+
+    with httpx.Client(base_url=base_url, timeout=5) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.post("/svc/policy", json={"id": "p-1", "rule": "r"}).status_code == 401
+        applied = client.post("/svc/policy", json={"id": "p-1", "rule": "r"}, headers=auth)
+        assert (applied.status_code, applied.json()["version"]) == (200, 1)
+        assert client.get("/stats").json()["routes"]["POST /svc/policy"]["side_effects"] == 1

@@ -1,0 +1,238 @@
+"""A proposal through Airflow's REST API against the live stack, as an agent and an analyst see it."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from hms_management.client import AirflowClient
+from hms_management.proposal import run_id_for
+
+RULE = {"queue": "foia", "strategy": "oldest-first"}
+
+
+def stats(hms: httpx.Client) -> dict[str, dict[str, int]]:
+    return hms.get("/stats").json()["routes"]
+
+
+def calls(hms: httpx.Client, route: str) -> int:
+    return stats(hms).get(route, {}).get("calls", 0)
+
+
+def policies(hms: httpx.Client, proposal_id: str) -> list[dict]:
+    response = hms.get(f"/svc/policy/{proposal_id}")
+    return response.json()["versions"] if response.status_code == 200 else []
+
+
+def notifications(hms: httpx.Client, proposal_id: str) -> list[dict]:
+    return hms.get("/notifications", params={"proposalId": proposal_id}).json()["items"]
+
+
+def audit(hms: httpx.Client, proposal_id: str) -> list[dict]:
+    return hms.get("/audit/log", params={"proposalId": proposal_id}).json()["items"]
+
+
+def test_approved_proposal_completes_with_one_policy_notification_and_audit(agent: AirflowClient, hms, proposal_id):
+    agent.submit({"id": proposal_id, "rule": RULE, "title": "Optimise the FOIA backlog", "day": "Tue"})
+
+    run = agent.wait(proposal_id)
+
+    assert run.state == "success"
+    assert run.note.startswith("Outcome: COMPLETED")
+    assert len(policies(hms, proposal_id)) == 1
+    assert [n["message"] for n in notifications(hms, proposal_id)] == [
+        f"Policy #{proposal_id} live: Optimise the FOIA backlog"
+    ]
+    [record] = audit(hms, proposal_id)
+    assert record["outcome"] == "completed"
+    assert record["runId"] == run_id_for(proposal_id)
+    states = {task: ti["state"] for task, ti in agent.task_instances(proposal_id).items()}
+    assert states == {
+        "validate_proposal": "success",
+        "governance_gate": "success",
+        "apply_policy": "success",
+        "notify_officers": "success",
+        "record_audit": "success",
+        "fail_run_if_a_step_failed": "skipped",
+    }
+
+
+def test_weekend_proposal_is_denied_without_policy_or_notification(agent, hms, proposal_id):
+    agent.submit({"id": proposal_id, "rule": RULE, "day": "Sat"})
+
+    run = agent.wait(proposal_id)
+
+    assert run.state == "success"  # a denial is a business outcome, not a fault
+    assert run.note.startswith("Outcome: DENIED")
+    assert "weekend" in run.note.lower()
+    assert policies(hms, proposal_id) == []
+    assert notifications(hms, proposal_id) == []
+    [record] = audit(hms, proposal_id)
+    assert record["outcome"] == "denied"
+    assert "weekend" in record["reason"].lower()
+    states = {task: ti["state"] for task, ti in agent.task_instances(proposal_id).items()}
+    assert states["governance_gate"] == states["apply_policy"] == states["notify_officers"] == "skipped"
+
+
+def test_same_proposal_twice_is_one_run(agent, hms, proposal_id):
+    proposal = {"id": proposal_id, "rule": RULE}
+    first = agent.trigger(proposal)
+    runs_before = agent.count_runs()
+
+    second = agent.trigger(proposal)
+
+    assert first.status_code == 200
+    assert first.json()["dag_run_id"] == run_id_for(proposal_id)  # derived from the id when left out
+    assert second.status_code == 409
+    assert agent.count_runs() == runs_before
+    assert agent.wait(proposal_id).state == "success"
+    assert len(policies(hms, proposal_id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("conf", "field", "words"),
+    [
+        ({"rule": RULE}, "conf.id", "required"),
+        ({"id": "{id}"}, "conf.rule", "required"),
+        ({"id": "{id}", "rule": RULE, "colour": "red"}, "conf.colour", "unknown field"),
+        ({"id": "{id}", "rule": RULE, "token": "eyJhbGciOi"}, "conf.token", "plain text"),
+        ({"id": "{id}", "rule": RULE, "day": "Funday"}, "conf.day", ""),
+        ({"id": "../x", "rule": RULE}, "conf.id", "pattern"),
+    ],
+    ids=["missing-id", "missing-rule", "unknown-key", "token-key", "bad-day", "path-trick-id"],
+)
+def test_invalid_proposal_is_refused_before_any_run_or_call(agent, hms, proposal_id, conf, field, words):
+    conf = {k: (proposal_id if v == "{id}" else v) for k, v in conf.items()}
+    runs_before, gov_before, policy_before = agent.count_runs(), calls(hms, "POST /gov/validate"), calls(
+        hms, "POST /svc/policy")
+
+    response = agent.trigger(conf)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert field in [e["field"] for e in body["errors"]], body
+    assert words in body["detail"]
+    time.sleep(1)  # had a run been created, the scheduler would have started it by now
+    assert agent.count_runs() == runs_before
+    assert calls(hms, "POST /gov/validate") == gov_before
+    assert calls(hms, "POST /svc/policy") == policy_before
+
+
+def test_run_id_that_is_not_the_proposals_is_refused(agent, proposal_id):
+    response = agent.trigger({"id": proposal_id, "rule": RULE}, run_id="something-else")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "dag_run_id"
+
+
+def test_policy_answering_503_twice_succeeds_with_one_policy_applied(agent, hms, proposal_id):
+    hms.put("/admin/faults", json={"route": "/svc/policy", "status": 503, "times": 2}).raise_for_status()
+
+    agent.submit({"id": proposal_id, "rule": RULE})
+    run = agent.wait(proposal_id)
+
+    assert run.state == "success"
+    assert agent.task_instances(proposal_id)["apply_policy"]["try_number"] == 3
+    assert len(policies(hms, proposal_id)) == 1
+    assert audit(hms, proposal_id)[0]["outcome"] == "completed"
+
+
+def test_policy_answering_503_for_good_fails_the_run_and_the_audit_says_where(agent, hms, proposal_id):
+    hms.put("/admin/faults", json={"route": "/svc/policy", "status": 503, "times": -1}).raise_for_status()
+
+    agent.submit({"id": proposal_id, "rule": RULE})
+    run = agent.wait(proposal_id, timeout=180)
+
+    assert run.state == "failed"
+    assert run.note.startswith("Outcome: FAILED at apply_policy")
+    tis = agent.task_instances(proposal_id)
+    assert tis["apply_policy"]["state"] == "failed"
+    assert tis["apply_policy"]["try_number"] == 4  # the first try and three retries
+    assert tis["notify_officers"]["state"] == "upstream_failed"
+    assert tis["record_audit"]["state"] == "success"
+    [record] = audit(hms, proposal_id)
+    assert record["outcome"] == "failed"
+    assert record["failedStep"] == "apply_policy"
+    assert "503" in record["reason"]
+    assert policies(hms, proposal_id) == [] and notifications(hms, proposal_id) == []
+
+
+def test_policy_refusing_with_422_fails_at_once_without_retries(agent, hms, proposal_id):
+    hms.put("/admin/faults", json={"route": "/svc/policy", "status": 422, "times": 1}).raise_for_status()
+
+    agent.submit({"id": proposal_id, "rule": RULE})
+    run = agent.wait(proposal_id)
+
+    assert run.state == "failed"
+    assert agent.task_instances(proposal_id)["apply_policy"]["try_number"] == 1
+    assert audit(hms, proposal_id)[0]["failedStep"] == "apply_policy"
+
+
+def wait_for_state(agent: AirflowClient, proposal_id: str, task_id: str, state: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ti = agent.task_instances(proposal_id).get(task_id, {})
+        if ti.get("state") == state:
+            return ti
+        time.sleep(0.5)
+    raise TimeoutError(f"{task_id} of {proposal_id} never reached {state}")
+
+
+def review_decision(hms: httpx.Client, proposal_id: str, timeout: float = 30) -> str:
+    """The decision a reviewer has to take; the deferred gate asks governance from the triggerer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = hms.get("/gov/decisions", params={"status": "review", "proposalId": proposal_id}).json()["items"]
+        if items:
+            [decision] = items
+            return decision["decision_id"]
+        time.sleep(0.3)
+    raise TimeoutError(f"governance never put {proposal_id} in review")
+
+
+def test_high_impact_waits_in_review_holding_no_slot_until_approved(agent, hms, proposal_id):
+    agent.submit({"id": proposal_id, "rule": RULE, "impact": "high"})
+
+    wait_for_state(agent, proposal_id, "governance_gate", "deferred")
+    decision_id = review_decision(hms, proposal_id)
+    time.sleep(1)  # parked for a moment: what holds it now holds it for as long as the review lasts
+    running = [t for t, ti in agent.task_instances(proposal_id).items() if ti["state"] in ("running", "queued")]
+    gate_pool = agent.pool("hms_governance")
+
+    assert running == []  # no worker holds the parked proposal
+    assert gate_pool["deferred_slots"] >= 1
+    assert gate_pool["occupied_slots"] == 0  # and it takes no slot of the governance budget
+    assert agent.run(proposal_id).state == "running"
+
+    hms.post(f"/gov/decisions/{decision_id}", json={"approved": True, "reviewer": "officer-7"}).raise_for_status()
+    run = agent.wait(proposal_id)
+
+    assert run.state == "success"
+    assert len(policies(hms, proposal_id)) == 1
+    assert audit(hms, proposal_id)[0]["decisionId"] == decision_id
+
+
+def test_review_rejected_by_a_reviewer_is_denied_with_the_reason(agent, hms, proposal_id):
+    agent.submit({"id": proposal_id, "rule": RULE, "impact": "high"})
+    wait_for_state(agent, proposal_id, "governance_gate", "deferred")
+
+    hms.post(f"/gov/decisions/{review_decision(hms, proposal_id)}",
+             json={"approved": False, "reviewer": "officer-7", "reason": "conflicts with rule 12"}).raise_for_status()
+    run = agent.wait(proposal_id)
+
+    assert run.note == "Outcome: DENIED: conflicts with rule 12"
+    assert policies(hms, proposal_id) == []
+    assert audit(hms, proposal_id)[0]["outcome"] == "denied"
+
+
+def test_review_nobody_decides_times_out_as_its_own_outcome(agent, hms, proposal_id):
+    agent.submit({"id": proposal_id, "rule": RULE, "impact": "high"})
+
+    run = agent.wait(proposal_id, timeout=120)
+
+    assert run.state == "success"
+    assert run.note.startswith("Outcome: REVIEW TIMED OUT")
+    assert audit(hms, proposal_id)[0]["outcome"] == "review_timeout"
+    assert policies(hms, proposal_id) == []

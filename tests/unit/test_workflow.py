@@ -1,0 +1,70 @@
+"""How a run's outcome is settled from what the steps left behind, and what the audit record says."""
+
+from __future__ import annotations
+
+from hms_management.workflow import (
+    APPLY_POLICY,
+    GOVERNANCE_GATE,
+    NOTIFY_OFFICERS,
+    STEPS,
+    VALIDATE,
+    Outcome,
+    audit_record,
+    settle,
+)
+
+
+def test_all_steps_completed_is_completed():
+    outcome = settle(completed_steps=set(STEPS), decision={"status": "approved"}, errors={})
+    assert outcome == Outcome("completed", "policy applied and officers notified")
+    assert outcome.headline.startswith("COMPLETED")
+
+
+def test_denial_is_a_business_outcome_with_the_governance_reason():
+    outcome = settle(completed_steps={VALIDATE}, decision={"status": "denied", "reason": "weekend"}, errors={})
+    assert (outcome.outcome, outcome.reason, outcome.failed_step) == ("denied", "weekend", None)
+    assert outcome.headline == "DENIED: weekend"
+
+
+def test_review_timeout_is_its_own_outcome():
+    outcome = settle(completed_steps={VALIDATE}, decision={"status": "review_timeout", "reason": "late"}, errors={})
+    assert outcome.headline == "REVIEW TIMED OUT: late"
+
+
+def test_the_first_step_without_a_result_is_where_it_failed_with_its_error():
+    outcome = settle(
+        completed_steps={VALIDATE, GOVERNANCE_GATE},
+        decision={"status": "approved"},
+        errors={APPLY_POLICY: "TransientServiceError: 503"},
+    )
+    assert (outcome.outcome, outcome.failed_step) == ("failed", APPLY_POLICY)
+    assert outcome.reason == "TransientServiceError: 503"
+    assert outcome.headline.startswith("FAILED at apply_policy")
+
+
+def test_a_step_that_left_no_error_still_names_itself():
+    outcome = settle(completed_steps={VALIDATE, GOVERNANCE_GATE, APPLY_POLICY}, decision=None, errors={})
+    assert outcome.failed_step == NOTIFY_OFFICERS
+    assert "notify_officers did not complete" in outcome.reason
+
+
+def test_audit_record_carries_the_ids_an_auditor_follows():
+    record = audit_record(
+        proposal_id="p-1",
+        run_id="proposal__p-1",
+        outcome=Outcome("completed", "ok"),
+        decision={"decision_id": "d1"},
+        policy={"policy_id": "pol-1", "version": 1},
+        notification={"notification_id": "n1"},
+        proposal={"id": "p-1", "title": "T", "submitted_by": "hms-a2a"},
+    )
+    assert record["proposalId"] == "p-1" and record["outcome"] == "completed"
+    assert (record["decisionId"], record["policyId"], record["policyVersion"], record["notificationId"]) == (
+        "d1", "pol-1", 1, "n1")
+    assert record["submittedBy"] == "hms-a2a"
+
+
+def test_audit_record_without_a_valid_proposal_still_names_the_run():
+    record = audit_record(proposal_id="proposal__x", run_id="proposal__x", outcome=Outcome("failed", "bad", VALIDATE),
+                          decision=None, policy=None, notification=None, proposal=None)
+    assert record["failedStep"] == VALIDATE and record["policyId"] is None
