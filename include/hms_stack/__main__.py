@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+from hms_management.proposal import DAG_ID
 from hms_stack.stack import ROOT, Stack
+
+SAMPLE_PROPOSAL = ROOT / "config" / "sample_proposal.json"
 
 
 def run(stack: Stack) -> int:
@@ -78,6 +81,34 @@ def status(stack: Stack) -> int:
     return 0
 
 
+def submit(stack: Stack, proposal_file: Path) -> int:
+    """Submit a proposal as the agent user and show its steps until the outcome."""
+    from hms_management.client import TERMINAL_STATES, AirflowClient, ApiError
+
+    proposal = json.loads(proposal_file.read_text())
+    if proposal_file == SAMPLE_PROPOSAL:  # a fresh id each time, so the sample can be sent again
+        proposal["id"] = f"{proposal['id']}-{int(time.time())}"
+    client = AirflowClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"])
+    try:
+        run = client.submit(proposal)
+    except ApiError as err:
+        print(f"refused with {err.status}: {err.body}", file=sys.stderr)
+        return 1
+    print(f"submitted {proposal['id']} as run {run.run_id}")
+    print(f"  {stack.api_url}/dags/{DAG_ID}/runs/{run.run_id}")
+    shown: dict[str, str] = {}
+    while run.state not in TERMINAL_STATES:
+        time.sleep(0.5)
+        for task_id, ti in client.task_instances(proposal["id"]).items():
+            state = ti["state"] or "waiting"
+            if shown.get(task_id) != state:
+                shown[task_id] = state
+                print(f"  {time.strftime('%H:%M:%S')}  {task_id:28} {state}")
+        run = client.run(proposal["id"])
+    print(f"{run.state}: {run.note}")
+    return 0 if run.state == "success" else 1
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -88,12 +119,17 @@ def _alive(pid: int) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m hms_stack", description=__doc__)
-    parser.add_argument("command", choices=["run", "stop", "status"])
+    parser.add_argument("command", choices=["run", "stop", "status", "submit"])
+    parser.add_argument("file", nargs="?", type=Path, default=SAMPLE_PROPOSAL, help="proposal JSON (submit)")
     parser.add_argument("--state", type=Path, default=ROOT / ".state", help="state folder (default .state)")
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument("--hms-port", type=int, default=8090)
     args = parser.parse_args()
     stack = Stack(state=args.state.resolve(), api_port=args.api_port, hms_port=args.hms_port)
+    if args.command == "submit" and (stack.state / "stack.json").exists():
+        stack.api_port = int(json.loads((stack.state / "stack.json").read_text())["api_url"].rsplit(":", 1)[1])
+    if args.command == "submit":
+        return submit(stack, args.file)
     return {"run": run, "stop": stop, "status": status}[args.command](stack)
 
 
