@@ -1,7 +1,8 @@
 """The governance gate's trigger: ask the HMS Governance Layer, then wait for its decision.
 
 It runs in the triggerer, so a proposal waiting for a human reviewer holds no worker slot and no
-pool slot. It yields exactly one event: approved, denied, review_timeout or error.
+pool slot. It yields exactly one event: approved, denied, review_timeout or error. Its imports
+sit at the top: an import inside run() would block the triggerer's event loop for every trigger.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+from airflow.providers.http.hooks.http import HttpAsyncHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from hms_management.services import DECISIONS_ENDPOINT, GOVERNANCE, idempotency_key, is_transient
@@ -69,8 +72,6 @@ class GovernanceDecisionTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _decide(self) -> dict[str, Any]:
-        from airflow.providers.http.hooks.http import HttpAsyncHook
-
         post = HttpAsyncHook(method="POST", http_conn_id=self.http_conn_id, retry_limit=1)
         get = HttpAsyncHook(method="GET", http_conn_id=self.http_conn_id, retry_limit=1)
         if self.decision_id is None:
@@ -105,8 +106,6 @@ class GovernanceDecisionTrigger(BaseTrigger):
 
     async def _call(self, hook: Any, endpoint: str, payload: dict[str, Any] | None) -> tuple[int, dict]:
         """One request, retried here on transient answers; returns the last status and JSON body."""
-        import aiohttp
-
         headers = {"Idempotency-Key": idempotency_key(self.proposal["id"], "governance_gate")}
         options = {"check_response": False, "timeout": aiohttp.ClientTimeout(total=self.request_timeout)}
         status, body = 0, {}

