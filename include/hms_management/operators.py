@@ -93,7 +93,7 @@ class HmsCallOperator(HttpOperator):
             return super().execute(context)
         except Exception as err:
             # Kept for the audit record: the last try's error is the reason the step failed.
-            context["ti"].xcom_push(key=ERROR_KEY, value=f"{type(err).__name__}: {err}"[:1000])
+            context["ti"].xcom_push(key=ERROR_KEY, value=step_error(err, transient=is_transient_error(err)))
             raise
 
     def process_response(self, context: Context, response: Response | list[Response]) -> Any:
@@ -172,6 +172,18 @@ class RecordAuditOperator(HmsCallOperator):
         return {**self.outcome.as_dict(), "audit_id": recorded.get("audit_id")}
 
 
+def is_transient_error(err: BaseException) -> bool:
+    """Whether a failed call may succeed later: an overloaded service, a timeout, no connection."""
+    import requests
+
+    return isinstance(err, TransientServiceError | requests.ConnectionError | requests.Timeout)
+
+
+def step_error(err: BaseException | str, *, transient: bool) -> dict[str, Any]:
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    return {"error": text[:1000], "transient": transient}
+
+
 def outcome_of_run(context: Context):
     """Settle the outcome from the XComs the steps left: return values, the decision, errors."""
     ti = context["ti"]
@@ -220,7 +232,7 @@ class GovernanceGateOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         status, reason = event["status"], event.get("reason")
         if status == "error":
-            context["ti"].xcom_push(key=ERROR_KEY, value=reason)
+            context["ti"].xcom_push(key=ERROR_KEY, value=step_error(reason, transient=bool(event.get("transient"))))
             if event.get("transient"):
                 raise TransientServiceError(reason)
             raise AirflowFailException(reason)

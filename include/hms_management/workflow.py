@@ -20,7 +20,7 @@ STEPS = (VALIDATE, GOVERNANCE_GATE, APPLY_POLICY, NOTIFY_OFFICERS)
 
 # XCom keys besides return_value.
 DECISION_KEY = "decision"  # the governance decision, whatever it was
-ERROR_KEY = "error"  # why a step's last try failed
+ERROR_KEY = "error"  # why a step's last try failed: {"error": str, "transient": bool}
 
 COMPLETED = "completed"
 DENIED = "denied"
@@ -34,6 +34,8 @@ class Outcome:
     outcome: str
     reason: str
     failed_step: str | None = None
+    # A failure that may pass (5xx, 429, timeout, no connection): worth re-driving later.
+    transient: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,14 +50,16 @@ class Outcome:
 
 
 def settle(
-    *, completed_steps: set[str], decision: dict[str, Any] | None, errors: dict[str, str]
+    *, completed_steps: set[str], decision: dict[str, Any] | None, errors: dict[str, dict[str, Any]]
 ) -> Outcome:
     """Decide a run's outcome from the steps that completed, the governance decision and errors."""
     if decision and decision.get("status") in BUSINESS_OUTCOMES:
         return Outcome(decision["status"], decision.get("reason") or "no reason given")
     for step in STEPS:
         if step not in completed_steps:
-            return Outcome(FAILED, errors.get(step) or f"{step} did not complete (see its log)", step)
+            error = errors.get(step) or {}
+            reason = error.get("error") or f"{step} did not complete (see its log)"
+            return Outcome(FAILED, reason, step, transient=bool(error.get("transient")))
     return Outcome(COMPLETED, "policy applied and officers notified")
 
 
@@ -77,6 +81,7 @@ def audit_record(
         "outcome": outcome.outcome,
         "reason": outcome.reason,
         "failedStep": outcome.failed_step,
+        "transient": outcome.transient,
         "runId": run_id,
         "decisionId": (decision or {}).get("decision_id"),
         "policyId": (policy or {}).get("policy_id"),

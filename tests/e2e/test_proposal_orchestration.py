@@ -156,6 +156,7 @@ def test_policy_answering_503_for_good_fails_the_run_and_the_audit_says_where(ag
     assert record["outcome"] == "failed"
     assert record["failedStep"] == "apply_policy"
     assert "503" in record["reason"]
+    assert record["transient"] is True  # a later sweep may re-drive it
     assert policies(hms, proposal_id) == [] and notifications(hms, proposal_id) == []
 
 
@@ -167,7 +168,9 @@ def test_policy_refusing_with_422_fails_at_once_without_retries(agent, hms, prop
 
     assert run.state == "failed"
     assert agent.task_instances(proposal_id)["apply_policy"]["try_number"] == 1
-    assert audit(hms, proposal_id)[0]["failedStep"] == "apply_policy"
+    [record] = audit(hms, proposal_id)
+    assert record["failedStep"] == "apply_policy"
+    assert record["transient"] is False  # no re-drive will change a refusal
 
 
 def wait_for_state(agent: AirflowClient, proposal_id: str, task_id: str, state: str, timeout: float = 60) -> dict:

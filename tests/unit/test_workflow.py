@@ -35,10 +35,11 @@ def test_the_first_step_without_a_result_is_where_it_failed_with_its_error():
     outcome = settle(
         completed_steps={VALIDATE, GOVERNANCE_GATE},
         decision={"status": "approved"},
-        errors={APPLY_POLICY: "TransientServiceError: 503"},
+        errors={APPLY_POLICY: {"error": "TransientServiceError: 503", "transient": True}},
     )
     assert (outcome.outcome, outcome.failed_step) == ("failed", APPLY_POLICY)
     assert outcome.reason == "TransientServiceError: 503"
+    assert outcome.transient
     assert outcome.headline.startswith("FAILED at apply_policy")
 
 
@@ -46,6 +47,7 @@ def test_a_step_that_left_no_error_still_names_itself():
     outcome = settle(completed_steps={VALIDATE, GOVERNANCE_GATE, APPLY_POLICY}, decision=None, errors={})
     assert outcome.failed_step == NOTIFY_OFFICERS
     assert "notify_officers did not complete" in outcome.reason
+    assert not outcome.transient  # nothing says a retry would help
 
 
 def test_audit_record_carries_the_ids_an_auditor_follows():
