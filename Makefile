@@ -57,3 +57,20 @@ constraints:
 
 clean:
 	rm -rf $(VENV)
+
+## test-distributed: the end-to-end suite on CeleryExecutor (PostgreSQL, Redis, two Celery workers),
+## then the worker-loss tests; each starts and stops a stack of its own, one after the other
+test-distributed: install redis-server
+	HMS_STACK=distributed $(PY) -m pytest tests/e2e
+	HMS_STACK=distributed $(PY) -m pytest tests/distributed -rP
+
+## run-distributed: `make run` on CeleryExecutor, with Redis and two Celery workers (`make stop` stops it)
+run-distributed: install redis-server
+	$(PY) -m hms_stack run --distributed
+
+## redis-server: Debian's Redis, the Celery broker of the distributed stack, installed when missing
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
+
+.PHONY: test-distributed run-distributed redis-server

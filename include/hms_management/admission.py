@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hms_management.proposal import DAG_ID, InvalidProposal, parse_proposal, run_id_for
+from hms_management.proposal import DAG_ID, InvalidProposal, JsonBodyError, load_json, parse_proposal, run_id_for
 
 TRIGGER_PATH = f"/api/v2/dags/{DAG_ID}/dagRuns"
 MAX_BODY_BYTES = 1024 * 1024
@@ -34,6 +34,12 @@ def admission_errors(body: dict[str, Any]) -> list[dict[str, str]]:
     if run_id is not None and run_id != proposal.run_id:
         return [{"field": "dag_run_id", "reason": f"must be {proposal.run_id!r}: one run per proposal"}]
     return []
+
+
+def refusal(errors: list[dict[str, str]]) -> dict[str, Any]:
+    """The body of a 400: one line for people, and each field with its reason for programs."""
+    return {"detail": "Invalid proposal: " + "; ".join(f"{e['field']}: {e['reason']}" for e in errors),
+            "errors": errors}
 
 
 def admitted_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -55,22 +61,26 @@ class ProposalAdmissionMiddleware:
             await self.app(scope, receive, send)
             return
 
+        content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json":  # FastAPI would read a body without one as JSON
+            await _answer(send, 415, {"detail": "Content-Type must be application/json"})
+            return
         raw = await _read_body(receive, MAX_BODY_BYTES)
         if raw is None:
             await _answer(send, 413, {"detail": f"request body is larger than {MAX_BODY_BYTES} bytes"})
             return
         try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
+            body = load_json(raw)
+        except JsonBodyError as err:  # NaN, Infinity or deep nesting would reach the database
+            await _answer(send, 400, refusal([{"field": "(body)", "reason": str(err)}]))
+            return
         if not isinstance(body, dict):  # not ours to judge: Airflow answers 422 as usual
             await self.app(scope, _replay(raw), send)
             return
 
         errors = admission_errors(body)
         if errors:
-            message = "Invalid proposal: " + "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
-            await _answer(send, 400, {"detail": message, "errors": errors})
+            await _answer(send, 400, refusal(errors))
             return
 
         raw = json.dumps(admitted_body(body)).encode()
@@ -80,25 +90,13 @@ class ProposalAdmissionMiddleware:
 
 
 async def _may_trigger(scope: Scope) -> bool:
-    """Whether the caller's token lets them trigger the DAG (so that bad callers get 401/403)."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
-    from starlette.requests import Request
+    """Whether the caller may trigger the DAG (anyone else gets Airflow's own 401/403)."""
+    from starlette.requests import HTTPConnection
 
-    request = Request(scope)
-    auth = request.headers.get("authorization", "")
-    token = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
-    if not token:
-        return False
-    try:
-        manager = get_auth_manager()
-        user = await manager.get_user_from_token(token)
-        return manager.is_authorized_dag(
-            method="POST", access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID), user=user
-        )
-    except Exception:  # an invalid or expired token: Airflow's own answer is the right one
-        return False
+    from hms_management.airflow_auth import may, user_of
+
+    user = await user_of(HTTPConnection(scope))
+    return user is not None and may(user, "POST")
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 
 from hms_management.proposal import DAG_ID, run_id_for
+from hms_management.workflow import OUTCOMES
 
 TERMINAL_STATES = ("success", "failed")
 
@@ -107,12 +109,81 @@ class AirflowClient:
                 raise TimeoutError(f"run {run.run_id} still {run.state} after {timeout:.0f} s")
             time.sleep(poll)
 
-    def count_runs(self) -> int:
-        response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 1})
+    def count_runs(self, *, states: tuple[str, ...] = ()) -> int:
+        """How many proposal runs exist (in any of `states`, when given)."""
+        params: dict[str, Any] = {"limit": 1}
+        if states:
+            params["state"] = list(states)
+        response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params=params)
         return response.json()["total_entries"]
 
     def pool(self, name: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v2/pools/{name}").json()
+
+    # -- backlog sweep: failed runs, step results, re-runs, notes ------------------------------
+
+    def failed_runs(self, *, ended_after: str | None = None, page_size: int = 100) -> list[Run]:
+        """Every failed proposal run (ended at or after `ended_after`, ISO 8601), all pages.
+
+        All pages are read before the caller acts on any run: a re-run leaves the failed list and
+        would shift the offsets of the pages still to read.
+        """
+        params: dict[str, Any] = {"state": "failed", "limit": page_size, "order_by": "id"}
+        if ended_after is not None:
+            params["end_date_gte"] = ended_after
+        runs: list[Run] = []
+        while True:
+            response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={**params, "offset": len(runs)})
+            if response.status_code != 200:
+                raise ApiError(response.status_code, _body(response))
+            page = response.json()["dag_runs"]
+            runs += [Run.from_api(run) for run in page]
+            if len(page) < page_size:
+                return runs
+
+    def step_result(self, proposal_id: str, task_id: str, key: str = "return_value") -> Any:
+        """What a step of the proposal's run left as XCom `key`; None when it left nothing."""
+        import json
+
+        response = self.request(
+            "GET",
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id_for(proposal_id)}/taskInstances/{task_id}/xcomEntries/{key}",
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise ApiError(response.status_code, _body(response))
+        value = response.json()["value"]
+        if isinstance(value, str):  # the API returns the value as stored: a JSON document in a string
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+    def rerun_from_step(self, proposal_id: str, task_id: str) -> list[str]:
+        """Clear the proposal's run from `task_id` on (the step and every step after it); the
+        scheduler runs them again and the run's state follows. Returns the cleared task ids."""
+        body = {
+            "dag_run_id": run_id_for(proposal_id),
+            "task_ids": [task_id],
+            "include_downstream": True,
+            # The audit step succeeded on the failed attempt; it must run again to record the new outcome.
+            "only_failed": False,
+            "reset_dag_runs": True,
+            "dry_run": False,
+        }
+        response = self.request("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json=body)
+        if response.status_code != 200:
+            raise ApiError(response.status_code, _body(response))
+        return sorted({ti["task_id"] for ti in response.json()["task_instances"]})
+
+    def set_run_note(self, dag_id: str, run_id: str, note: str) -> None:
+        """Write a run's note (at most 1,000 characters), where analysts read a run at a glance."""
+        response = self.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", params={"update_mask": "note"},
+                                json={"note": note[:1000]})
+        if response.status_code != 200:
+            raise ApiError(response.status_code, _body(response))
 
 
 def _body(response: httpx.Response) -> Any:
@@ -120,3 +191,63 @@ def _body(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text
+
+
+class ManagementClient:
+    """The HMS Management API (`/management` on the api-server): the seed's contract for agents.
+
+        with ManagementClient("http://127.0.0.1:8080", "agent", password) as hms:
+            hms.submit({"id": "p-1", "rule": {...}}, wait=30)   # {"status": "completed", ...}
+            hms.status("p-1")                                   # steps, tries, governance decision
+    """
+
+    def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 90.0) -> None:
+        self._airflow = AirflowClient(base_url, username, password, timeout=timeout)
+
+    def __enter__(self) -> ManagementClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._airflow.close()
+
+    def token(self, *, refresh: bool = False) -> str:
+        return self._airflow.token(refresh=refresh)
+
+    def post(self, body: Any, *, wait: float = 0, content_type: str = "application/json") -> httpx.Response:
+        """The raw answer of POST /management/proposals, for callers that read codes themselves."""
+        content = body if isinstance(body, bytes | str) else json.dumps(body)
+        params = {"wait": wait} if wait else None
+        return self._airflow.request("POST", "/management/proposals", content=content, params=params,
+                                     headers={"Content-Type": content_type})
+
+    def submit(self, proposal: dict[str, Any], *, wait: float = 0) -> dict[str, Any]:
+        """Submit (or find) a proposal; with `wait`, its final status if it ends in time."""
+        response = self.post(proposal, wait=wait)
+        if response.status_code not in (200, 202):
+            raise ApiError(response.status_code, _body(response))
+        return response.json()
+
+    def status(self, proposal_id: str, *, wait: float = 0) -> dict[str, Any]:
+        params = {"wait": wait} if wait else None
+        response = self._airflow.request("GET", f"/management/proposals/{proposal_id}", params=params)
+        if response.status_code != 200:
+            raise ApiError(response.status_code, _body(response))
+        return response.json()
+
+    def wait(self, proposal_id: str, *, timeout: float = 120.0) -> dict[str, Any]:
+        """Until the proposal ends, holding one request at a time open on the server (no busy polling)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(proposal_id, wait=min(60.0, max(1.0, deadline - time.monotonic())))
+            if status["status"] in OUTCOMES or time.monotonic() >= deadline:
+                return status
+
+    def list(self, *, status: str | None = None, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
+        response = self._airflow.request("GET", "/management/proposals", params=params)
+        if response.status_code != 200:
+            raise ApiError(response.status_code, _body(response))
+        return response.json()

@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from hms_management.services import (
     AUDIT,
+    CONFIG_SECTION,
     GOVERNANCE,
     MAX_RETRY_DELAY,
     NOTIFICATIONS,
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from requests import Response
 
-CONFIG_SECTION = "hms_management"
 RETRY_SETTINGS = {
     "retries": RETRIES,
     "retry_delay": RETRY_DELAY,

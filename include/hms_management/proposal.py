@@ -44,8 +44,69 @@ def is_credential_key(key: str) -> bool:
     return normalized in CREDENTIAL_WORDS or any(w in CREDENTIAL_WORDS for w in words)
 
 
+MAX_DEPTH = 32
+
+
+class JsonBodyError(ValueError):
+    """A request body that is not plain JSON that PostgreSQL can store."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JsonBodyError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise JsonBodyError(f"number {text[:20]} is out of range")
+    return value
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Parse a request body as strict JSON: no NaN or Infinity, no nesting deeper than MAX_DEPTH."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except JsonBodyError:
+        raise
+    except RecursionError:
+        raise JsonBodyError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, an int of too many digits
+        raise JsonBodyError(f"not valid JSON: {err}") from None
+    if depth(value) > MAX_DEPTH:
+        raise JsonBodyError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (a hostile body may be deep)."""
+    return max(level for level, _ in _walk(value))
+
+
+def _walk(value: Any):
+    """Every value and key of a JSON document with its nesting level, iteratively."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        yield level, item
+        if isinstance(item, dict):
+            stack.extend((k, level + 1) for k in item)
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+
+
 def json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    """Size as stored; refuses what PostgreSQL's JSON columns cannot hold (NUL, NaN, deep nesting)."""
+    for level, item in _walk(value):
+        if level > MAX_DEPTH:
+            raise ValueError(f"is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str) and "\x00" in item:
+            raise ValueError("must not contain NUL characters (PostgreSQL cannot store them)")
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ValueError("holds a number JSON cannot represent (NaN or Infinity)") from None
+    return len(text.encode())
 
 
 class Proposal(BaseModel):
@@ -73,6 +134,13 @@ class Proposal(BaseModel):
                 if isinstance(key, str) and is_credential_key(key):
                     raise ValueError(f"key {key!r} is not allowed: {CREDENTIAL_REASON}")
         return data
+
+    @field_validator("title", "submitted_by")
+    @classmethod
+    def no_nul(cls, text: str | None) -> str | None:
+        if text is not None and "\x00" in text:
+            raise ValueError("must not contain NUL characters")
+        return text
 
     @field_validator("rule")
     @classmethod

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from requests import Response
 
 
+# The section of airflow.cfg that holds this project's settings.
+CONFIG_SECTION = "hms_management"
+
+
 @dataclass(frozen=True)
 class Service:
     """An HMS service as the Management Layer sees it: its connection, its budget and its endpoint."""

@@ -17,6 +17,7 @@ NOTIFY_OFFICERS = "notify_officers"
 RECORD_AUDIT = "record_audit"
 FLAG_FAILURE = "fail_run_if_a_step_failed"
 STEPS = (VALIDATE, GOVERNANCE_GATE, APPLY_POLICY, NOTIFY_OFFICERS)
+TASK_ORDER = (*STEPS, RECORD_AUDIT, FLAG_FAILURE)
 
 # XCom keys besides return_value.
 DECISION_KEY = "decision"  # the governance decision, whatever it was
@@ -26,7 +27,10 @@ COMPLETED = "completed"
 DENIED = "denied"
 REVIEW_TIMEOUT = "review_timeout"
 FAILED = "failed"
+OUTCOMES = (COMPLETED, DENIED, REVIEW_TIMEOUT, FAILED)  # how a proposal can end
 BUSINESS_OUTCOMES = (DENIED, REVIEW_TIMEOUT)  # governance said no: not a fault, nothing to retry
+# How each outcome opens the run note (the /management API reads them back).
+HEADLINE_LABELS = {COMPLETED: "COMPLETED", DENIED: "DENIED", REVIEW_TIMEOUT: "REVIEW TIMED OUT", FAILED: "FAILED"}
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,9 @@ class Outcome:
     @property
     def headline(self) -> str:
         """One line for the run note: what happened, then why."""
-        label = {COMPLETED: "COMPLETED", DENIED: "DENIED", REVIEW_TIMEOUT: "REVIEW TIMED OUT"}.get(
-            self.outcome, f"FAILED at {self.failed_step}"
-        )
+        label = HEADLINE_LABELS.get(self.outcome, HEADLINE_LABELS[FAILED])
+        if self.failed_step:
+            label += f" at {self.failed_step}"
         return f"{label}: {self.reason}"
 
 

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from hms_management.proposal import DAG_ID
 from hms_stack.stack import ROOT, Stack
 
 SAMPLE_PROPOSAL = ROOT / "config" / "sample_proposal.json"
@@ -82,31 +81,34 @@ def status(stack: Stack) -> int:
 
 
 def submit(stack: Stack, proposal_file: Path) -> int:
-    """Submit a proposal as the agent user and show its steps until the outcome."""
-    from hms_management.client import TERMINAL_STATES, AirflowClient, ApiError
+    """Submit a proposal through the Management API as the agent user and show its steps live."""
+    from hms_management.client import ApiError, ManagementClient
+    from hms_management.workflow import COMPLETED, OUTCOMES
 
     proposal = json.loads(proposal_file.read_text())
     if proposal_file == SAMPLE_PROPOSAL:  # a fresh id each time, so the sample can be sent again
         proposal["id"] = f"{proposal['id']}-{int(time.time())}"
-    client = AirflowClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"])
-    try:
-        run = client.submit(proposal)
-    except ApiError as err:
-        print(f"refused with {err.status}: {err.body}", file=sys.stderr)
-        return 1
-    print(f"submitted {proposal['id']} as run {run.run_id}")
-    print(f"  {stack.api_url}/dags/{DAG_ID}/runs/{run.run_id}")
-    shown: dict[str, str] = {}
-    while run.state not in TERMINAL_STATES:
-        time.sleep(0.5)
-        for task_id, ti in client.task_instances(proposal["id"]).items():
-            state = ti["state"] or "waiting"
-            if shown.get(task_id) != state:
-                shown[task_id] = state
-                print(f"  {time.strftime('%H:%M:%S')}  {task_id:28} {state}")
-        run = client.run(proposal["id"])
-    print(f"{run.state}: {run.note}")
-    return 0 if run.state == "success" else 1
+    with ManagementClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"]) as hms:
+        try:
+            status = hms.submit(proposal)
+        except ApiError as err:
+            print(f"refused with {err.status}: {err.body}", file=sys.stderr)
+            return 1
+        print(f"submitted {status['id']}: {status['status']}\n  {status['links']['ui']}")
+        shown: dict[str, str] = {}
+        while True:
+            status = hms.status(proposal["id"])
+            for step in status.get("steps", []):
+                state = step["state"] or "waiting"
+                if shown.get(step["task_id"]) != state:
+                    shown[step["task_id"]] = state
+                    tries = f" (try {step['tries']})" if step["tries"] > 1 else ""
+                    print(f"  {time.strftime('%H:%M:%S')}  {step['task_id']:28} {state}{tries}")
+            if status["status"] in OUTCOMES:
+                break
+            time.sleep(0.5)
+    print(f"{status['status']}: {status.get('reason')}")
+    return 0 if status["status"] == COMPLETED else 1
 
 
 def _alive(pid: int) -> bool:
@@ -124,8 +126,16 @@ def main() -> int:
     parser.add_argument("--state", type=Path, default=ROOT / ".state", help="state folder (default .state)")
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument("--hms-port", type=int, default=8090)
+    parser.add_argument("--distributed", action="store_true",
+                        help="run: CeleryExecutor with Redis and Celery workers (hms_stack.distributed)")
+    parser.add_argument("--redis-port", type=int, default=6379, help="with --distributed (default 6379)")
     args = parser.parse_args()
     stack = Stack(state=args.state.resolve(), api_port=args.api_port, hms_port=args.hms_port)
+    if args.distributed:
+        from hms_stack.distributed import DistributedStack
+
+        stack = DistributedStack(state=stack.state, api_port=args.api_port, hms_port=args.hms_port,
+                                 redis_port=args.redis_port)
     if args.command == "submit" and (stack.state / "stack.json").exists():
         stack.api_port = int(json.loads((stack.state / "stack.json").read_text())["api_url"].rsplit(":", 1)[1])
     if args.command == "submit":

@@ -8,7 +8,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-USERS = {"admin": "admin", "agent": "user", "analyst": "viewer"}  # user → Airflow role
+# user → Airflow role; backlog_sweeper is the backlog sweep's own user (the airflow_api connection).
+USERS = {"admin": "admin", "agent": "user", "analyst": "viewer", "backlog_sweeper": "user"}
 
 
 def _write_private(path: Path, data: Any) -> None:
@@ -24,7 +25,12 @@ def load_or_create(state: Path) -> dict[str, Any]:
 
     path = state / "secrets.json"
     if path.exists():
-        return json.loads(path.read_text())
+        kept = json.loads(path.read_text())
+        missing = [user for user in USERS if user not in kept["passwords"]]
+        if missing:  # a state folder from before a user was added: give the new user a password
+            kept["passwords"].update({user: secrets.token_urlsafe(12) for user in missing})
+            _write_private(path, kept)
+        return kept
     generated = {
         "fernet_key": Fernet.generate_key().decode(),
         "jwt_secret": secrets.token_urlsafe(48),

@@ -36,6 +36,7 @@ COMPONENTS = {
     "triggerer": ["--skip-serve-logs"],
 }
 HMS_SERVICES_MODULE = "hms_management.services"
+SWEEP_MODULE = "hms_management.backlog"
 READY_TIMEOUT = 180.0
 
 
@@ -52,6 +53,10 @@ class Stack:
     hms_port: int = 8090
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
+    # Where Airflow's processes reach the HMS backend and the api-server: this machine here; the
+    # container set-up (hms_stack.distributed) names the compose services instead.
+    hms_host = "127.0.0.1"
+    api_host = "127.0.0.1"
 
     # -- addresses and environment -------------------------------------------------------------
 
@@ -115,12 +120,12 @@ class Stack:
             self._airflow(env, "db", "migrate")
             self._airflow(env, "pools", "import", str(POOLS_FILE))
             self._airflow(env, "connections", "import", "--overwrite", str(self._write_connections(hms_token)))
-            log("starting the HMS backend and Airflow (api-server, scheduler, dag-processor, triggerer) …")
+            log(f"starting the HMS backend and Airflow ({', '.join(self.components())}) …")
             self._spawn("hms-backend", [sys.executable, "-m", "hms_backend", "serve", "--host", "127.0.0.1",
                                         "--port", str(self.hms_port), "--data-dir", str(self.state / "hms"),
                                         "--secret-file", str(self._hms_secret_file(secret))], env)
-            for component, args in COMPONENTS.items():
-                self._spawn(component, ["airflow", component, *args], env)
+            for component, cmd in self.components().items():
+                self._spawn(component, cmd, env)
             self._write_stack_file()
             self._wait_ready()
         except BaseException:
@@ -133,13 +138,17 @@ class Stack:
         pids = {name: proc.pid for name, proc in self.processes.items()}
         if not pids and (self.state / "stack.json").exists():
             pids = json.loads((self.state / "stack.json").read_text()).get("pids", {})
-        # Airflow first (its processes write to the database), the backend, then the database.
-        order = [*reversed(COMPONENTS), "hms-backend"]
-        for name in sorted(pids, key=lambda n: order.index(n) if n in order else -1):
+        # In the reverse order of their start: Airflow first (its processes write to the database),
+        # the backend, then the database.
+        for name in reversed(list(pids)):
             _stop_tree(pids[name])
         self.processes.clear()
         self._stop_postgres()
         (self.state / "stack.json").unlink(missing_ok=True)
+
+    def components(self) -> dict[str, list[str]]:
+        """The processes started after the set-up, in start order, with their command lines."""
+        return {name: ["airflow", name, *args] for name, args in COMPONENTS.items()}
 
     def wait(self) -> str:
         """Block until a component exits; returns its name."""
@@ -172,13 +181,25 @@ class Stack:
             service.conn_id: {
                 "conn_type": "http",
                 "description": service.description,
-                "host": "127.0.0.1",
+                "host": self.hms_host,
                 "port": self.hms_port,
                 "schema": "http",
                 # HttpHook sends extras it does not know as headers; the key name masks the token.
                 "extra": json.dumps(services.auth_header(hms_token)),
             }
             for service in services.SERVICES
+        }
+        # The backlog sweep starts and re-drives proposal runs through Airflow's own REST API, as
+        # its own user, so that they pass the same admission check as any other trigger.
+        sweep = importlib.import_module(SWEEP_MODULE)
+        connections[sweep.AIRFLOW_API_CONN_ID] = {
+            "conn_type": "http",
+            "description": "Airflow's REST API, as the backlog sweep's user",
+            "host": self.api_host,
+            "port": self.api_port,
+            "schema": "http",
+            "login": sweep.SWEEPER_USER,
+            "password": stack_secrets.load_or_create(self.state)["passwords"][sweep.SWEEPER_USER],
         }
         path = self.state / "connections.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -256,7 +277,9 @@ class Stack:
         healthy = all(health.get(part, {}).get("status") == "healthy" for part in ("scheduler", "triggerer"))
         if not healthy:
             return False
-        return self.api_status(f"/api/v2/dags/{DAG_ID}") == 200
+        # The /management app is imported at its first request: make that request part of start-up.
+        dag_parsed = self.api_status(f"/api/v2/dags/{DAG_ID}") == 200
+        return dag_parsed and self.api_status("/management/openapi.json") == 200
 
     def token(self, user: str = "admin") -> str:
         password = self.credentials()["airflow"][user]

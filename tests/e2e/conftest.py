@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from hms_management.client import AirflowClient
+from hms_management.client import AirflowClient, ManagementClient
 from hms_stack.stack import Stack, free_port
 
 # Short waits so that the review tests finish in seconds; everything else is as `make run` has it.
@@ -22,20 +27,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+def new_stack(**settings) -> Stack:
+    """The flavour HMS_STACK asks for: `local` (default, as `make run`) or `distributed` (make
+    test-distributed: the same suite on CeleryExecutor with Redis and two Celery workers)."""
+    flavour = os.environ.get("HMS_STACK", "local")
+    if flavour == "distributed":
+        from hms_stack.distributed import DistributedStack
+
+        return DistributedStack(redis_port=free_port(), **settings)
+    if flavour != "local":
+        raise pytest.UsageError(f"HMS_STACK={flavour!r}: expected 'local' or 'distributed'")
+    return Stack(**settings)
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    live = Stack(
-        state=tmp_path_factory.mktemp("stack") / ".state",
+def stack() -> Iterator[Stack]:
+    # Not pytest's tmp_path: it deletes old numbered folders, even under a stack another pytest
+    # session is still running.
+    home = Path(tempfile.mkdtemp(prefix="hms-e2e-"))
+    live = new_stack(
+        state=home / ".state",
         api_port=free_port(),
         hms_port=free_port(),
         extra_env={
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_POLL_SECONDS": "0.5",
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT_SECONDS),
+            # The tests start sweeps themselves; a scheduled one would blur their counts.
+            "AIRFLOW__HMS_MANAGEMENT__BACKLOG_SWEEP_SCHEDULE": "none",
         },
     )
     live.start(log=lambda line: print(f"[stack] {line}", file=sys.stderr))
     yield live
     live.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +71,50 @@ def agent(stack: Stack) -> Iterator[AirflowClient]:
 
 
 @pytest.fixture(scope="session")
+def management(stack: Stack) -> Iterator[ManagementClient]:
+    """The /management API as the agent (role user) calls it."""
+    with ManagementClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"]) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def analyst(stack: Stack) -> Iterator[ManagementClient]:
+    """The /management API as an analyst (role viewer) calls it."""
+    with ManagementClient(stack.api_url, "analyst", stack.credentials()["airflow"]["analyst"]) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def hms(stack: Stack) -> Iterator[httpx.Client]:
     """The reference HMS backend, with the Management Layer's token."""
     token = stack.credentials()["hms_token"]
     with httpx.Client(base_url=stack.hms_url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+def backend_calls(hms: httpx.Client):
+    """Calls each backend route has received so far (but /stats, which this reads)."""
+
+    def read() -> dict[str, int]:
+        routes = hms.get("/stats").json()["routes"]
+        return {route: counts["calls"] for route, counts in routes.items() if route != "GET /stats"}
+
+    return read
+
+
+@pytest.fixture
+def idle(agent: AirflowClient):
+    """Wait until no proposal run is queued or running, so that backend counters stand still."""
+
+    def wait(timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while agent.count_runs(states=("queued", "running")):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"proposal runs still going after {timeout:.0f} s")
+            time.sleep(1)
+
+    return wait
 
 
 @pytest.fixture(autouse=True)

@@ -13,14 +13,6 @@ from hms_management.proposal import run_id_for
 RULE = {"queue": "foia", "strategy": "oldest-first"}
 
 
-def stats(hms: httpx.Client) -> dict[str, dict[str, int]]:
-    return hms.get("/stats").json()["routes"]
-
-
-def calls(hms: httpx.Client, route: str) -> int:
-    return stats(hms).get(route, {}).get("calls", 0)
-
-
 def policies(hms: httpx.Client, proposal_id: str) -> list[dict]:
     response = hms.get(f"/svc/policy/{proposal_id}")
     return response.json()["versions"] if response.status_code == 200 else []
@@ -103,10 +95,11 @@ def test_same_proposal_twice_is_one_run(agent, hms, proposal_id):
     ],
     ids=["missing-id", "missing-rule", "unknown-key", "token-key", "bad-day", "path-trick-id"],
 )
-def test_invalid_proposal_is_refused_before_any_run_or_call(agent, hms, proposal_id, conf, field, words):
+def test_invalid_proposal_is_refused_before_any_run_or_call(agent, backend_calls, idle, proposal_id, conf, field,
+                                                            words):
     conf = {k: (proposal_id if v == "{id}" else v) for k, v in conf.items()}
-    runs_before, gov_before, policy_before = agent.count_runs(), calls(hms, "POST /gov/validate"), calls(
-        hms, "POST /svc/policy")
+    idle()
+    runs_before, calls_before = agent.count_runs(), backend_calls()
 
     response = agent.trigger(conf)
 
@@ -116,8 +109,7 @@ def test_invalid_proposal_is_refused_before_any_run_or_call(agent, hms, proposal
     assert words in body["detail"]
     time.sleep(1)  # had a run been created, the scheduler would have started it by now
     assert agent.count_runs() == runs_before
-    assert calls(hms, "POST /gov/validate") == gov_before
-    assert calls(hms, "POST /svc/policy") == policy_before
+    assert backend_calls() == calls_before
 
 
 def test_run_id_that_is_not_the_proposals_is_refused(agent, proposal_id):

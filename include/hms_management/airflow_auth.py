@@ -1,0 +1,43 @@
+"""Airflow's own tokens and roles, for the parts of the api-server this project adds.
+
+Airflow authenticates its own routes but not plugin apps or middlewares. These helpers ask
+Airflow's auth manager, so the same token works everywhere and the same roles apply: role
+`user` may run the proposal DAG (submit), `viewer` may only read it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from starlette.requests import HTTPConnection
+
+from hms_management.proposal import DAG_ID
+
+
+def token_of(connection: HTTPConnection) -> str | None:
+    """The bearer token of a request, or Airflow's UI cookie."""
+    header = connection.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return connection.cookies.get(COOKIE_NAME_JWT_TOKEN)
+
+
+async def user_of(connection: HTTPConnection) -> Any | None:
+    """The caller as Airflow knows them; None for a missing, invalid or expired token."""
+    token = token_of(connection)
+    if not token:
+        return None
+    try:
+        return await get_auth_manager().get_user_from_token(token)
+    except Exception:  # jwt's InvalidTokenError and its kin: not a user
+        return None
+
+
+def may(user: Any, method: str) -> bool:
+    """Whether the user may run (POST) or read (GET) the proposal DAG's runs."""
+    return get_auth_manager().is_authorized_dag(
+        method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID), user=user
+    )

@@ -1,0 +1,267 @@
+"""The HMS Management API, served by Airflow's api-server at /management.
+
+The contract HMS agents were written against — `POST /management/proposals {id, rule}` →
+`{"status": "completed"}` — on top of Airflow runs, guarded by Airflow's own tokens and roles:
+role `user` may submit, `viewer` may read. A bad body never starts a run or reaches a service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from hms_management import proposal_runs
+from hms_management.admission import MAX_BODY_BYTES, refusal
+from hms_management.airflow_auth import may, user_of
+from hms_management.proposal import (
+    DAG_ID,
+    ID_PATTERN,
+    MAX_ID_LENGTH,
+    InvalidProposal,
+    JsonBodyError,
+    Proposal,
+    load_json,
+    parse_proposal,
+    run_id_for,
+)
+from hms_management.proposal_runs import STATUSES, ProposalConflict, ProposalRun
+
+MAX_WAIT_SECONDS = 60.0
+MAX_PAGE = 200
+# Waiting requests sleep between looks at the database, longer as they wait: they hold no
+# api-server worker (async) and cost one indexed read per look.
+FIRST_LOOK_AFTER, LONGEST_LOOK_INTERVAL = 0.25, 2.0
+
+EXAMPLE = {
+    "id": "foia-backlog-2026-11",
+    "rule": {"queue": "foia", "strategy": "oldest-first", "max_age_days": 20},
+    "title": "Optimise the FOIA backlog",
+    "submitted_by": "hms-a2a",
+    "day": "Tue",
+}
+
+
+class Links(BaseModel):
+    ui: str = Field(description="The run in the Airflow UI")
+    status: str = Field(description="This proposal in this API")
+
+
+class StepState(BaseModel):
+    task_id: str
+    state: str | None
+    tries: int
+    start_date: datetime | None
+    end_date: datetime | None
+
+
+class ProposalStatus(BaseModel):
+    """Where a proposal stands. `status` is one of: """ + ", ".join(STATUSES)
+
+    id: str
+    run_id: str
+    status: str = Field(description="queued, running, awaiting_governance, completed, denied, review_timeout, failed")
+    reason: str | None = Field(None, description="Why it ended as it did (terminal statuses)")
+    failed_step: str | None = None
+    submitted_at: datetime | None = None
+    ended_at: datetime | None = None
+    governance: dict[str, Any] | None = Field(None, description="The governance decision, once there is one")
+    steps: list[StepState] | None = None
+    links: Links
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "id": "foia-backlog-2026-11", "run_id": "proposal__foia-backlog-2026-11", "status": "completed",
+        "reason": "policy applied and officers notified",
+        "links": {"ui": "http://127.0.0.1:8080/dags/proposal_orchestration/runs/proposal__foia-backlog-2026-11",
+                  "status": "/management/proposals/foia-backlog-2026-11"},
+    }]}}
+
+
+class ProposalPage(BaseModel):
+    items: list[ProposalStatus]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; absent on the last")
+
+
+def _authorized(method: str):
+    """Airflow's token and roles: 401 without a valid token, 403 when the role may not `method`."""
+
+    async def check(request: Request) -> Any:
+        user = await user_of(request)
+        if user is None:
+            raise HTTPException(401, "a valid Airflow token is required (POST /auth/token)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not may(user, method):
+            raise HTTPException(403, f"role may not {'submit' if method == 'POST' else 'read'} proposals")
+        return user
+
+    return Depends(check)
+
+
+Caller = Annotated[Any, _authorized("POST")]
+
+
+app = FastAPI(
+    title="HMS Management API",
+    version="1.0",
+    description=(
+        "Submit proposals and follow them. Authenticate with an Airflow token "
+        "(`POST /auth/token` on the api-server) as `Authorization: Bearer <token>`: role `user` may "
+        "submit, role `viewer` may read. Every proposal is the Airflow run `proposal__<id>` of DAG "
+        f"`{DAG_ID}`."
+    ),
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+@app.exception_handler(JsonBodyError)
+async def _bad_json(request: Request, err: JsonBodyError) -> JSONResponse:
+    return JSONResponse(refusal([{"field": "(body)", "reason": str(err)}]), 400)
+
+
+def _ui_link(run_id: str) -> str:
+    from airflow.sdk import conf
+
+    return f"{conf.get('api', 'base_url', fallback='').rstrip('/')}/dags/{DAG_ID}/runs/{run_id}"
+
+
+def _status(run: ProposalRun, *, details: bool) -> dict[str, Any]:
+    outcome = run.outcome or {}
+    body = ProposalStatus(
+        id=run.id,
+        run_id=run.run_id,
+        status=run.status,
+        reason=run.reason if run.terminal else None,
+        failed_step=outcome.get("failed_step"),
+        submitted_at=run.queued_at,
+        ended_at=run.end_date if run.terminal else None,
+        governance=run.decision,
+        steps=[StepState(task_id=s.task_id, state=s.state, tries=s.try_number, start_date=s.start_date,
+                         end_date=s.end_date) for s in run.steps] if details else None,
+        links=Links(ui=_ui_link(run.run_id), status=f"/management/proposals/{run.id}"),
+    )
+    return body.model_dump(mode="json", exclude=None if details else {"steps"})
+
+
+async def _read_body(request: Request) -> bytes:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise _Refused(415, "Content-Type must be application/json")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _Refused(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _Refused(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str):
+        self.status, self.reason = status, reason
+
+
+@app.exception_handler(_Refused)
+async def _refused(request: Request, err: _Refused) -> JSONResponse:
+    return JSONResponse({"detail": err.reason}, err.status)
+
+
+async def _wait_until_terminal(proposal_id: str, seconds: float) -> ProposalRun:
+    deadline, pause = time.monotonic() + seconds, FIRST_LOOK_AFTER
+    while True:
+        run = await run_in_threadpool(proposal_runs.get, proposal_id)
+        remaining = deadline - time.monotonic()
+        if run.terminal or remaining <= 0:
+            return run
+        await asyncio.sleep(min(pause, remaining))
+        pause = min(pause * 1.6, LONGEST_LOOK_INTERVAL)
+
+
+WaitParam = Annotated[float, Query(
+    ge=0, le=MAX_WAIT_SECONDS,
+    description=f"Hold the answer up to this many seconds (at most {MAX_WAIT_SECONDS:.0f}) until the proposal "
+    "ends: 200 with its final status, or 202 with the current one when time runs out.")]
+
+
+@app.post(
+    "/proposals",
+    status_code=202,
+    summary="Submit a proposal",
+    responses={
+        200: {"description": "Already submitted with the same content (or finished within `wait`): its status"},
+        202: {"description": "Accepted: its run has started", "model": ProposalStatus},
+        400: {"description": "Invalid proposal: each field with its reason; nothing started"},
+        401: {"description": "No or bad token"},
+        403: {"description": "The token's role may not submit (e.g. viewer)"},
+        409: {"description": "The id is taken by a proposal with different content"},
+        413: {"description": "Body larger than 1 MiB"},
+        415: {"description": "Body is not application/json"},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": Proposal.model_json_schema(),
+        "examples": {
+            "ordinary": {"summary": "Approved at once", "value": EXAMPLE},
+            "high_impact": {"summary": "Waits for a human reviewer", "value": {**EXAMPLE, "id": "foia-2",
+                                                                               "impact": "high"}},
+            "weekend": {"summary": "Denied by governance", "value": {**EXAMPLE, "id": "foia-3", "day": "Sat"}},
+        },
+    }}}},
+)
+async def submit_proposal(request: Request, user: Caller, wait: WaitParam = 0) -> JSONResponse:
+    try:
+        proposal = parse_proposal(load_json(await _read_body(request)))
+    except InvalidProposal as err:
+        return JSONResponse(refusal(err.errors), 400)
+    try:
+        run, started = await run_in_threadpool(proposal_runs.start, proposal, user.get_name())
+    except ProposalConflict:
+        return JSONResponse({"detail": f"proposal {proposal.id!r} was already submitted with different content; "
+                                       "use a new id for a new proposal", "run_id": proposal.run_id}, 409)
+    if wait > 0:
+        run = await _wait_until_terminal(proposal.id, wait)
+    code = 200 if (run.terminal and wait > 0) or not started else 202
+    return JSONResponse(_status(run, details=False), code)
+
+
+ProposalId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="The proposal's id")]
+
+
+@app.get("/proposals/{proposal_id}", dependencies=[_authorized("GET")], response_model=ProposalStatus,
+         summary="A proposal's status, steps and governance decision", responses={404: {"description": "Unknown id"}})
+async def proposal_status(proposal_id: ProposalId, wait: WaitParam = 0) -> JSONResponse:
+    run = await run_in_threadpool(proposal_runs.get, proposal_id)
+    if run is None:
+        return JSONResponse({"detail": f"no proposal {proposal_id!r} (no run {run_id_for(proposal_id)!r})"}, 404)
+    if wait > 0:
+        run = await _wait_until_terminal(proposal_id, wait)
+    return JSONResponse(_status(run, details=True), 200)
+
+
+@app.get("/proposals", dependencies=[_authorized("GET")], response_model=ProposalPage,
+         summary="Proposals, newest first")
+async def list_proposals(
+    status: Annotated[str | None, Query(description="One of: " + ", ".join(STATUSES))] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> JSONResponse:
+    if status is not None and status not in STATUSES:
+        return JSONResponse({"detail": f"status must be one of {', '.join(STATUSES)}"}, 400)
+    try:
+        if cursor is not None:
+            proposal_runs.decode_cursor(cursor)
+    except ValueError as err:
+        return JSONResponse({"detail": f"cursor: {err}"}, 400)
+    runs, next_cursor = await run_in_threadpool(proposal_runs.list_page, status, limit, cursor)
+    page = {"items": [_status(run, details=False) for run in runs]}
+    if next_cursor:
+        page["next_cursor"] = next_cursor
+    return JSONResponse(page, 200)

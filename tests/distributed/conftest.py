@@ -1,0 +1,50 @@
+"""A distributed stack (PostgreSQL, Redis, two Celery workers) of its own for the fault tests.
+
+Only `make test-distributed` runs these (HMS_STACK=distributed): a plain `make test` skips them
+rather than start a second kind of stack.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from hms_management.client import AirflowClient
+from hms_stack.distributed import DistributedStack
+from hms_stack.stack import free_port
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("HMS_STACK") == "distributed":
+        return
+    skip = pytest.mark.skip(reason="needs the distributed stack: make test-distributed")
+    for item in items:
+        if "tests/distributed/" in str(item.fspath):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributedStack]:
+    live = DistributedStack(state=tmp_path_factory.mktemp("distributed") / ".state", api_port=free_port(),
+                            hms_port=free_port(), redis_port=free_port(), workers=2)
+    live.start(log=lambda line: print(f"[stack] {line}", file=sys.stderr))
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="session")
+def agent(stack: DistributedStack) -> Iterator[AirflowClient]:
+    client = AirflowClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"])
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def hms(stack: DistributedStack) -> Iterator[httpx.Client]:
+    token = stack.credentials()["hms_token"]
+    with httpx.Client(base_url=stack.hms_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        yield client

@@ -1,0 +1,82 @@
+"""The admission middleware in front of Airflow's trigger endpoint, around a stand-in app that
+echoes what reaches it (the live api-server is exercised in tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from hms_management import admission
+from hms_management.admission import TRIGGER_PATH, ProposalAdmissionMiddleware, admission_errors
+
+
+async def echo(request: Request) -> JSONResponse:
+    return JSONResponse({"reached_airflow": True, "body": json.loads(await request.body())})
+
+
+@pytest.fixture
+def client(monkeypatch):
+    monkeypatch.setattr(admission, "_may_trigger", _allowed)
+    app = Starlette(routes=[Route(TRIGGER_PATH, echo, methods=["POST"]), Route("/other", echo, methods=["POST"])])
+    app.add_middleware(ProposalAdmissionMiddleware)
+    return TestClient(app)
+
+
+async def _allowed(scope) -> bool:
+    return True
+
+
+def test_a_valid_proposal_reaches_airflow_with_its_run_id(client):
+    response = client.post(TRIGGER_PATH, json={"logical_date": None, "conf": {"id": "p-1", "rule": "r"}})
+    assert response.json()["body"]["dag_run_id"] == "proposal__p-1"
+
+
+def test_an_invalid_proposal_is_400_and_never_reaches_airflow(client):
+    response = client.post(TRIGGER_PATH, json={"logical_date": None, "conf": {"id": "p-1", "token": "x"}})
+    assert response.status_code == 400
+    assert {e["field"] for e in response.json()["errors"]} == {"conf.token"}
+
+
+def test_wrong_content_type_is_415(client):
+    response = client.post(TRIGGER_PATH, content=b'{"conf": {"id": "p", "rule": "r"}}',
+                           headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415
+
+
+def test_body_over_one_mib_is_413(client):
+    response = client.post(TRIGGER_PATH, content=b" " * (admission.MAX_BODY_BYTES + 1),
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_nan_is_refused_before_it_reaches_the_database(client):
+    response = client.post(TRIGGER_PATH, content=b'{"conf": {"id": "p", "rule": {"x": NaN}}}',
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+
+
+def test_other_paths_pass_untouched(client):
+    assert client.post("/other", json={"anything": 1}).json()["reached_airflow"]
+
+
+def test_a_caller_who_may_not_trigger_gets_airflows_own_answer(monkeypatch, client):
+    async def refused(scope) -> bool:
+        return False
+
+    monkeypatch.setattr(admission, "_may_trigger", refused)
+    response = client.post(TRIGGER_PATH, json={"conf": {"token": "x"}})
+    assert response.json()["reached_airflow"]  # the stand-in plays Airflow, which answers 401/403
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({}, "conf"), ({"conf": {"id": "a", "rule": "r"}, "dag_run_id": "other"}, "dag_run_id")],
+)
+def test_admission_errors(body, field):
+    assert admission_errors(body)[0]["field"] == field
