@@ -7,8 +7,11 @@ rather than start a second kind of stack.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,12 +31,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributedStack]:
-    live = DistributedStack(state=tmp_path_factory.mktemp("distributed") / ".state", api_port=free_port(),
-                            hms_port=free_port(), redis_port=free_port(), workers=2)
+def stack(request: pytest.FixtureRequest) -> Iterator[DistributedStack]:
+    # Not under pytest's tmp root: any pytest session started meanwhile makes that root private
+    # (0700) again, and PostgreSQL, which runs as a user of its own, loses its data directory.
+    folder = Path(tempfile.mkdtemp(prefix="hms-distributed-"))
+    live = DistributedStack(state=folder / ".state", api_port=free_port(), hms_port=free_port(),
+                            redis_port=free_port(), workers=2)
     live.start(log=lambda line: print(f"[stack] {line}", file=sys.stderr))
     yield live
     live.stop()
+    if request.session.testsfailed:
+        print(f"[stack] kept for the post-mortem: {folder}", file=sys.stderr)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
