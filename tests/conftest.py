@@ -22,3 +22,27 @@ os.environ.update(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://nobody@/nowhere?host={_home}/no-such-socket",
     }
 )
+
+
+# -- clients of a live stack: each folder that starts one (e2e, distributed) defines `stack` ------
+
+import httpx  # noqa: E402 (after the environment above)
+import pytest  # noqa: E402
+
+from hms_management.client import AirflowClient  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def agent(stack):
+    """Airflow's REST API as the HMS-A2A agent (role user) calls it."""
+    client = AirflowClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"])
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def hms(stack):
+    """The reference HMS backend, with the Management Layer's token."""
+    token = stack.credentials()["hms_token"]
+    with httpx.Client(base_url=stack.hms_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        yield client

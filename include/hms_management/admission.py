@@ -61,11 +61,11 @@ class ProposalAdmissionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
-        if content_type != b"application/json":  # FastAPI would read a body without one as JSON
+        if not is_json(dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")):
+            # FastAPI would read a body without a content type as JSON.
             await _answer(send, 415, {"detail": "Content-Type must be application/json"})
             return
-        raw = await _read_body(receive, MAX_BODY_BYTES)
+        raw = await read_body(receive, MAX_BODY_BYTES)
         if raw is None:
             await _answer(send, 413, {"detail": f"request body is larger than {MAX_BODY_BYTES} bytes"})
             return
@@ -99,7 +99,12 @@ async def _may_trigger(scope: Scope) -> bool:
     return user is not None and may(user, "POST")
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
+def is_json(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() == "application/json"
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it grows past `limit` (never held in memory beyond it)."""
     chunks, size = [], 0
     while True:
         message = await receive()

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from hms_management import proposal_runs
-from hms_management.admission import MAX_BODY_BYTES, refusal
+from hms_management.admission import MAX_BODY_BYTES, is_json, read_body, refusal
 from hms_management.airflow_auth import may, user_of
 from hms_management.proposal import (
     DAG_ID,
@@ -150,19 +150,12 @@ def _status(run: ProposalRun, *, details: bool) -> dict[str, Any]:
 
 
 async def _read_body(request: Request) -> bytes:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
+    if not is_json(request.headers.get("content-type", "")):
         raise _Refused(415, "Content-Type must be application/json")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    raw = await read_body(request.receive, MAX_BODY_BYTES)
+    if raw is None:
         raise _Refused(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _Refused(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return raw
 
 
 class _Refused(Exception):

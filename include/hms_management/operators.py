@@ -31,6 +31,7 @@ from hms_management.services import (
     classify,
     idempotency_key,
     notification_payload,
+    policy_payload,
 )
 from hms_management.workflow import (
     BUSINESS_OUTCOMES,
@@ -115,7 +116,7 @@ class ApplyPolicyOperator(HmsCallOperator):
         super().__init__(service=POLICY, **kwargs)
 
     def payload(self, proposal: dict[str, Any], context: Context) -> dict[str, Any]:
-        return proposal
+        return policy_payload(proposal)
 
 
 class NotifyOfficersOperator(HmsCallOperator):

@@ -119,7 +119,7 @@ def start(proposal: Proposal, user_name: str) -> tuple[ProposalRun, bool]:
     return run, started
 
 
-def get(proposal_id: str, *, with_details: bool = True) -> ProposalRun | None:
+def get(proposal_id: str) -> ProposalRun | None:
     with create_session(scoped=False) as session:
         run = session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id_for(proposal_id)))
         if run is None:
@@ -130,10 +130,9 @@ def get(proposal_id: str, *, with_details: bool = True) -> ProposalRun | None:
         steps = [Step(ti.task_id, ti.state, ti.try_number, ti.start_date, ti.end_date) for ti in tis]
         gate_state = next((s.state for s in steps if s.task_id == GOVERNANCE_GATE), None)
         view = _view(run, gate_state)
-        if with_details:
-            view.steps = sorted(steps, key=lambda s: TASK_ORDER.index(s.task_id) if s.task_id in TASK_ORDER else 99)
-            view.outcome = _xcom(session, run.id, RECORD_AUDIT, "return_value")
-            view.decision = _xcom(session, run.id, GOVERNANCE_GATE, DECISION_KEY)
+        view.steps = sorted(steps, key=lambda s: TASK_ORDER.index(s.task_id) if s.task_id in TASK_ORDER else 99)
+        view.outcome = _xcom(session, run.id, RECORD_AUDIT, "return_value")
+        view.decision = _xcom(session, run.id, GOVERNANCE_GATE, DECISION_KEY)
         return view
 
 

@@ -6,7 +6,6 @@ spell an endpoint or a pool on their own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -81,11 +80,6 @@ def auth_header(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def connection_uri_extra(token: str) -> dict[str, Any]:
-    """Extras of an HMS http connection: HttpHook sends unknown extras as headers."""
-    return {**auth_header(token), "timeout": REQUEST_TIMEOUT_SECONDS}
-
-
 # Payloads, one builder per step. Each takes the validated proposal (as stored in conf).
 
 def policy_payload(proposal: dict[str, Any]) -> dict[str, Any]:
@@ -102,9 +96,3 @@ def notification_payload(proposal: dict[str, Any], policy: dict[str, Any] | None
         "policy": policy or {},
         "priority": proposal.get("priority", "normal"),
     }
-
-
-PAYLOAD_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "policy": policy_payload,
-    "notification": notification_payload,
-}

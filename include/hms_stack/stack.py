@@ -119,7 +119,9 @@ class Stack:
             log("migrating the metadata database, importing pools and connections …")
             self._airflow(env, "db", "migrate")
             self._airflow(env, "pools", "import", str(POOLS_FILE))
-            self._airflow(env, "connections", "import", "--overwrite", str(self._write_connections(hms_token)))
+            connections = self._write_connections(hms_token)
+            self._airflow(env, "connections", "import", "--overwrite", str(connections))
+            connections.unlink()  # the token now lives encrypted in the database only
             log(f"starting the HMS backend and Airflow ({', '.join(self.components())}) …")
             self._spawn("hms-backend", [sys.executable, "-m", "hms_backend", "serve", "--host", "127.0.0.1",
                                         "--port", str(self.hms_port), "--data-dir", str(self.state / "hms"),
@@ -278,8 +280,9 @@ class Stack:
         if not healthy:
             return False
         # The /management app is imported at its first request: make that request part of start-up.
-        dag_parsed = self.api_status(f"/api/v2/dags/{DAG_ID}") == 200
-        return dag_parsed and self.api_status("/management/openapi.json") == 200
+        token = self.token()
+        dag_parsed = self.api_status(f"/api/v2/dags/{DAG_ID}", token) == 200
+        return dag_parsed and self.api_status("/management/openapi.json", token) == 200
 
     def token(self, user: str = "admin") -> str:
         password = self.credentials()["airflow"][user]
@@ -288,8 +291,9 @@ class Stack:
             headers={"Content-Type": "application/json"}, method="POST")
         return json.loads(urllib.request.urlopen(request, timeout=10).read())["access_token"]
 
-    def api_status(self, path: str) -> int:
-        request = urllib.request.Request(f"{self.api_url}{path}", headers={"Authorization": f"Bearer {self.token()}"})
+    def api_status(self, path: str, token: str | None = None) -> int:
+        token = token or self.token()
+        request = urllib.request.Request(f"{self.api_url}{path}", headers={"Authorization": f"Bearer {token}"})
         try:
             return urllib.request.urlopen(request, timeout=10).status
         except urllib.error.HTTPError as err:

@@ -13,10 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from hms_management.client import AirflowClient
 from hms_stack.distributed import DistributedStack
 from hms_stack.stack import free_port
 
@@ -44,17 +42,3 @@ def stack(request: pytest.FixtureRequest) -> Iterator[DistributedStack]:
         print(f"[stack] kept for the post-mortem: {folder}", file=sys.stderr)
     else:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def agent(stack: DistributedStack) -> Iterator[AirflowClient]:
-    client = AirflowClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"])
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def hms(stack: DistributedStack) -> Iterator[httpx.Client]:
-    token = stack.credentials()["hms_token"]
-    with httpx.Client(base_url=stack.hms_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-        yield client

@@ -63,14 +63,6 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def agent(stack: Stack) -> Iterator[AirflowClient]:
-    """Airflow's REST API as the HMS-A2A agent (role user) calls it."""
-    client = AirflowClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"])
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
 def management(stack: Stack) -> Iterator[ManagementClient]:
     """The /management API as the agent (role user) calls it."""
     with ManagementClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"]) as client:
@@ -81,14 +73,6 @@ def management(stack: Stack) -> Iterator[ManagementClient]:
 def analyst(stack: Stack) -> Iterator[ManagementClient]:
     """The /management API as an analyst (role viewer) calls it."""
     with ManagementClient(stack.api_url, "analyst", stack.credentials()["airflow"]["analyst"]) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def hms(stack: Stack) -> Iterator[httpx.Client]:
-    """The reference HMS backend, with the Management Layer's token."""
-    token = stack.credentials()["hms_token"]
-    with httpx.Client(base_url=stack.hms_url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
         yield client
 
 
