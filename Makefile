@@ -15,7 +15,10 @@ install: $(INSTALLED)
 $(INSTALLED): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) pip install --quiet --python $(PY) -r requirements.txt -c constraints.txt
+	# Bytecode compiled once, here: uv does not compile it, and where PYTHONDONTWRITEBYTECODE is
+	# set (as on this machine) every Airflow process, every task included, would otherwise compile
+	# each module it imports from source again.
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -r requirements.txt -c constraints.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 

@@ -1,8 +1,10 @@
 """The governance gate's trigger: ask the HMS Governance Layer, then wait for its decision.
 
-It runs in the triggerer, so a proposal waiting for a human reviewer holds no worker slot and no
-pool slot. It yields exactly one event: approved, denied, review_timeout or error. Its imports
-sit at the top: an import inside run() would block the triggerer's event loop for every trigger.
+The gate asks once from its worker (`ask`): most proposals are decided at once, and the answer in
+hand saves the triggerer's round trip. A proposal sent to a human reviewer is deferred here, so it
+waits in the triggerer and holds no worker slot and no pool slot. The trigger yields exactly one
+event: approved, denied, review_timeout or error. Its imports sit at the top: an import inside
+run() would block the triggerer's event loop for every trigger.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp
@@ -65,26 +67,34 @@ class GovernanceDecisionTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        try:
-            event = await self._decide()
-        except Exception as err:  # one event, always: the task decides whether to retry
-            event = {"status": ERROR, "reason": f"{type(err).__name__}: {err}", "transient": True}
-        yield TriggerEvent(event)
+        yield TriggerEvent(await _one_event(self._decide()))
+
+    async def ask(self) -> dict[str, Any]:
+        """Ask governance once (idempotently): a final decision, or `review` with its decision id."""
+        return await _one_event(self._ask())
 
     async def _decide(self) -> dict[str, Any]:
-        post = HttpAsyncHook(method="POST", http_conn_id=self.http_conn_id, retry_limit=1)
-        get = HttpAsyncHook(method="GET", http_conn_id=self.http_conn_id, retry_limit=1)
         if self.decision_id is None:
-            status, body = await self._call(post, GOVERNANCE.endpoint, {"proposal": self.proposal})
-            if status == 400:
-                return {"status": DENIED, "reason": body.get("error"), "decision_id": body.get("decision_id")}
-            if status not in (200, 202):
-                return _error(status, body)
-            if body.get("status") == APPROVED:
-                return {"status": APPROVED, "reason": body.get("reason"), "decision_id": body.get("decision_id")}
-            self.decision_id = body["decision_id"]
-            self.log.info("Proposal %s is in human review as decision %s", self.proposal["id"], self.decision_id)
+            first = await self._ask()
+            if first["status"] != REVIEW:
+                return first
+            self.decision_id = first["decision_id"]
+        return await self._wait_for_reviewer()
 
+    async def _ask(self) -> dict[str, Any]:
+        post = HttpAsyncHook(method="POST", http_conn_id=self.http_conn_id, retry_limit=1)
+        status, body = await self._call(post, GOVERNANCE.endpoint, {"proposal": self.proposal})
+        if status == 400:
+            return {"status": DENIED, "reason": body.get("error"), "decision_id": body.get("decision_id")}
+        if status not in (200, 202):
+            return _error(status, body)
+        if body.get("status") == APPROVED:
+            return {"status": APPROVED, "reason": body.get("reason"), "decision_id": body.get("decision_id")}
+        self.log.info("Proposal %s is in human review as decision %s", self.proposal["id"], body["decision_id"])
+        return {"status": REVIEW, "reason": body.get("reason"), "decision_id": body["decision_id"]}
+
+    async def _wait_for_reviewer(self) -> dict[str, Any]:
+        get = HttpAsyncHook(method="GET", http_conn_id=self.http_conn_id, retry_limit=1)
         endpoint = DECISIONS_ENDPOINT.format(decision_id=self.decision_id)
         while time.time() < self.review_deadline:
             status, body = await self._call(get, endpoint, None)
@@ -124,6 +134,14 @@ class GovernanceDecisionTrigger(BaseTrigger):
             if attempt < ATTEMPTS:
                 await asyncio.sleep(ATTEMPT_BACKOFF_SECONDS * 2 ** (attempt - 1))
         return status, body
+
+
+async def _one_event(decision: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """The decision, or an error event: one event, always; the task decides whether to retry."""
+    try:
+        return await decision
+    except Exception as err:
+        return {"status": ERROR, "reason": f"{type(err).__name__}: {err}", "transient": True}
 
 
 def _json_body(text: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ pool, with a request timeout, an Idempotency-Key and retries only where a retry 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from airflow.providers.http.operators.http import HttpOperator
 from airflow.sdk import BaseOperator, TriggerRule, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from hms_management.governance import REVIEW, GovernanceDecisionTrigger
 from hms_management.services import (
     AUDIT,
     CONFIG_SECTION,
@@ -214,21 +216,22 @@ class GovernanceGateOperator(BaseOperator):
         self.review_timeout = review_timeout
         self.poll_interval = poll_interval
 
-    def execute(self, context: Context) -> None:
-        from hms_management.governance import GovernanceDecisionTrigger
-
-        proposal = validated_proposal(context)
+    def execute(self, context: Context) -> dict[str, Any]:
         timeout = self.review_timeout or conf.getfloat(CONFIG_SECTION, "review_timeout_seconds", fallback=72 * 3600)
-        poll = self.poll_interval or conf.getfloat(CONFIG_SECTION, "review_poll_seconds", fallback=5.0)
-        self.defer(
-            trigger=GovernanceDecisionTrigger(
-                proposal=proposal,
-                review_deadline=time.time() + timeout,
-                poll_interval=poll,
-                request_timeout=REQUEST_TIMEOUT_SECONDS,
-            ),
-            method_name="execute_complete",
+        trigger = GovernanceDecisionTrigger(
+            proposal=validated_proposal(context),
+            review_deadline=time.time() + timeout,
+            poll_interval=self.poll_interval or conf.getfloat(CONFIG_SECTION, "review_poll_seconds", fallback=5.0),
+            request_timeout=REQUEST_TIMEOUT_SECONDS,
         )
+        # Asked here, not in the triggerer: an answer at once (the common case) then costs one
+        # HTTP call instead of a trip through the triggerer's 1 s loop and back to a worker
+        # (about 3 s measured). Only a proposal in human review waits, deferred.
+        answer = asyncio.run(trigger.ask())
+        if answer["status"] != REVIEW:
+            return self.execute_complete(context, answer)
+        trigger.decision_id = answer["decision_id"]
+        self.defer(trigger=trigger, method_name="execute_complete")
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         status, reason = event["status"], event.get("reason")

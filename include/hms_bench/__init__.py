@@ -1,0 +1,1 @@
+"""Benchmarks of the HMS Management Layer: `make bench`."""

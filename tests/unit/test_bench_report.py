@@ -1,0 +1,170 @@
+"""The benchmark report: results.md and the two plots, from full results and from partial ones."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hms_bench.report import BURST_PNG, LATENCY_PNG, RESULTS_MD, main, markdown, render
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+P50 = {"orchestration": 2.1, "floor": 1.4, "naive": 3.7, "direct": 0.05}
+
+
+def latency_variant(label: str, p50: float) -> dict[str, Any]:
+    durations = [p50 * (0.8 + 0.4 * i / 29) for i in range(30)]
+    return {"label": label, "durations": durations, "p50": p50, "p95": p50 * 1.2, "mean": p50 * 1.01}
+
+
+def burst_variant(label: str, per_min: float) -> dict[str, Any]:
+    completions = [i * 60 / per_min for i in range(1, 501)]
+    return {
+        "label": label,
+        "wall_s": completions[-1],
+        "per_min": per_min,
+        "cpu_s_per_proposal": 0.8,
+        "peak_mem_mb": 2100.0,
+        "states": {"success": 500},
+        "failed": 0,
+        "completions": completions,
+    }
+
+
+def full_results() -> dict[str, Any]:
+    return {
+        "meta": {
+            "started": "2026-11-27T13:00:00+00:00",
+            "finished": "2026-11-27T13:40:00+00:00",
+            "quick": False,
+            "machine": {"cpus": 2, "memory_gib": 23.4, "python": "3.11.9", "platform": "Linux-6.8-x86_64"},
+            "versions": {"apache-airflow": "3.3.2", "apache-airflow-providers-http": "6.3.0", "commit": "abc1234"},
+            "settings": {
+                "orchestration": {"scheduler.scheduler_idle_sleep_time": "0.05", "core.parallelism": "64"},
+                "naive": {"core.parallelism": "32"},
+            },
+        },
+        "targets": [
+            {"name": "p50 latency", "goal": "≤ 2.5 s", "measured": "2.10 s", "met": True},
+            {"name": "burst throughput", "goal": "≥ 150 per minute", "measured": "125 per minute", "met": False},
+        ],
+        "scenarios": {
+            "latency": {
+                "n": 30,
+                "variants": {name: latency_variant(f"{name}_dag", p50) for name, p50 in P50.items()},
+            },
+            "burst": {
+                "n": 500,
+                "variants": {
+                    "orchestration": burst_variant("proposal_orchestration", 125.0),
+                    "naive": burst_variant("naive_orchestration", 60.0),
+                },
+            },
+            "parked": {
+                "parked": 1000,
+                "ordinary": 200,
+                "slots_held": 0,
+                "gate_states": {"deferred": 1000},
+                "extra_mem_mb": 120.0,
+                "per_min": 110.0,
+                "vs_burst": 0.88,
+                "parking_s": 300.0,
+            },
+            "sweep_drain": {"queued": 5000, "runs": 5000, "duplicates": 0, "seconds": 150.0, "per_min": 2000.0},
+        },
+    }
+
+
+def row(report: str, first_cell: str) -> str:
+    return next(line for line in report.splitlines() if line.startswith(f"| {first_cell} |"))
+
+
+def test_a_full_run_renders_the_report_and_both_plots_into_the_folder(tmp_path):
+    written = render(full_results(), tmp_path / "bench")
+
+    assert [p.name for p in written] == [RESULTS_MD, LATENCY_PNG, BURST_PNG]
+    assert all(p.parent == tmp_path / "bench" for p in written)
+    for plot in written[1:]:
+        assert plot.read_bytes().startswith(PNG_MAGIC)
+        assert plot.stat().st_size > 20_000, f"{plot.name} looks empty"
+
+
+def test_the_report_shows_each_latency_variants_p50():
+    report = markdown(full_results())
+
+    for variant, p50 in P50.items():
+        assert f"{p50:.2f} s" in row(report, variant)
+
+
+def test_the_report_marks_targets_met_and_missed():
+    report = markdown(full_results())
+
+    assert row(report, "p50 latency").endswith("| ✅ |")
+    assert row(report, "burst throughput").endswith("| ❌ |")
+
+
+def test_the_report_says_when_where_and_on_what_it_ran_and_links_the_plots():
+    report = markdown(full_results())
+
+    header = report.splitlines()[2]
+    facts = ("2026-11-27 13:00", "40 min", "2 CPUs", "23.4 GiB", "Python 3.11.9", "apache-airflow 3.3.2", "abc1234")
+    assert all(fact in header for fact in facts), header
+    assert f"]({LATENCY_PNG})" in report
+    assert f"]({BURST_PNG})" in report
+
+
+def test_the_report_lists_both_stacks_non_default_settings_side_by_side():
+    report = markdown(full_results())
+
+    assert row(report, "`core.parallelism`") == "| `core.parallelism` | 64 | 32 |"
+    assert row(report, "`scheduler.scheduler_idle_sleep_time`") == (
+        "| `scheduler.scheduler_idle_sleep_time` | 0.05 | default |"
+    )
+
+
+def test_missing_and_failed_scenarios_still_render_and_say_so(tmp_path):
+    results = full_results()
+    results["meta"]["quick"] = True
+    results["scenarios"] = {"burst": {"error": "the stack did not start | port 8080 in use"}}
+
+    written = render(results, tmp_path)
+
+    report = written[0].read_text(encoding="utf-8")
+    assert "quick run" in report
+    assert "the stack did not start | port 8080 in use" in report
+    for title in ("## Latency", "## Parked proposals", "## Backlog sweep drain"):
+        assert report.split(title, 1)[1].lstrip().startswith("Not run.")
+    # The plots are still written (replacing any from an earlier run) and say why they are empty.
+    assert all(p.exists() and p.read_bytes().startswith(PNG_MAGIC) for p in written[1:])
+
+
+def test_a_missing_or_failed_variant_gets_its_row():
+    results = full_results()
+    latency = results["scenarios"]["latency"]["variants"]
+    del latency["floor"]
+    latency["naive"] = {"error": "naive DAG import error"}
+
+    report = markdown(results)
+
+    assert "not run" in row(report, "floor")
+    assert "naive DAG import error" in row(report, "naive")
+    assert "2.10 s" in row(report, "orchestration")
+
+
+def test_an_empty_results_dict_still_renders(tmp_path):
+    written = render({}, tmp_path)
+
+    report = written[0].read_text(encoding="utf-8")
+    assert "No targets recorded." in report
+    assert report.count("Not run.") == 4
+
+
+def test_the_command_line_renders_again_next_to_the_json(tmp_path, capsys):
+    results_json = tmp_path / "run" / "results.json"
+    results_json.parent.mkdir()
+    results_json.write_text(json.dumps(full_results()), encoding="utf-8")
+
+    assert main([str(results_json)]) == 0
+
+    for name in (RESULTS_MD, LATENCY_PNG, BURST_PNG):
+        assert (results_json.parent / name).exists()
+    assert RESULTS_MD in capsys.readouterr().out

@@ -1,0 +1,38 @@
+"""The warm executor parses the DAG folder in the scheduler, so forked task processes skip it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# In a fresh interpreter: what the scheduler process has imported after the pre-import.
+PROBE = """
+import sys
+from hms_management.executor import preload_task_imports
+assert "airflow.providers.http.operators.http" not in sys.modules
+print(preload_task_imports())
+print(all(m in sys.modules for m in (
+    "airflow.providers.http.operators.http", "hms_management.operators", "hms_management.governance",
+    "airflow.sdk.execution_time.task_runner")))
+"""
+
+
+def test_preload_parses_every_dag_and_leaves_their_imports_loaded(tmp_path):
+    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW_HOME": str(tmp_path),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": str(Path(sys.executable).parent)}
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
+    dags, loaded = out.stdout.split()[-2:]
+    assert (dags, loaded) == (str(len(list((ROOT / "dags").glob("*.py")))), "True")
+
+
+def test_a_broken_dag_folder_does_not_stop_the_scheduler(tmp_path, monkeypatch):
+    from hms_management import executor
+
+    monkeypatch.setattr(executor, "preload_task_imports", lambda: 1 / 0)
+    started = []
+    monkeypatch.setattr(executor.LocalExecutor, "start", lambda self: started.append(True))
+    executor.WarmLocalExecutor(parallelism=1).start()
+    assert started == [True]
