@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run stop status submit test test-unit lint constraints clean
+.PHONY: install run stop status submit test test-unit bench lint constraints clean
 
 install: $(INSTALLED)
 
@@ -42,6 +42,11 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
+## bench: every benchmark scenario side by side (about 20 min; QUICK=1 for a smoke run of a few
+## minutes); results, table and plots in bench-results/
+bench: install
+	$(PY) -m hms_bench $(if $(QUICK),--quick)
+
 test-unit: install
 	$(PY) -m pytest -m "not e2e"
 
@@ -61,10 +66,12 @@ constraints:
 clean:
 	rm -rf $(VENV)
 
-## test-distributed: the end-to-end suite on CeleryExecutor (PostgreSQL, Redis, two Celery workers),
-## then the worker-loss tests; each starts and stops a stack of its own, one after the other
+## test-distributed: the proposal orchestration's end-to-end suite on CeleryExecutor (PostgreSQL,
+## Redis, two Celery workers), then the worker-loss test; each starts and stops a stack of its own.
+## E2E=tests/e2e runs every end-to-end suite there instead (about 20 min).
+E2E ?= tests/e2e/test_proposal_orchestration.py
 test-distributed: install redis-server
-	HMS_STACK=distributed $(PY) -m pytest tests/e2e
+	HMS_STACK=distributed $(PY) -m pytest $(E2E)
 	HMS_STACK=distributed $(PY) -m pytest tests/distributed -rP
 
 ## run-distributed: `make run` on CeleryExecutor, with Redis and two Celery workers (`make stop` stops it)

@@ -1,8 +1,9 @@
 """
 # Proposal orchestration
 
-One run per proposal, named `proposal__<id>`: **validate → governance gate → apply policy →
-notify officers → record audit**. The proposal is the run's conf (see *Run config* / *Params*).
+One run per proposal, named `proposal__<id>`: **governance gate → apply policy → notify officers →
+record audit**. The proposal is the run's conf (see *Run config* / *Params*); the gate checks it
+before it asks governance.
 
 ## Reading a run
 - **Run note** — the outcome and its reason, written when the run ends:
@@ -22,8 +23,9 @@ notify officers → record audit**. The proposal is the run's conf (see *Run con
   *Clear* the failed task: every call carries an `Idempotency-Key`, so nothing is applied twice.
 - Failed with `AirflowFailException` and a 4xx: the service refused the request; read the answer
   in the task log. Retrying will not help.
-- `validate_proposal` failed: the conf is not a valid proposal (triggers through the API are
-  refused with a 400 before a run exists, so this means a run was created some other way).
+- `governance_gate` failed with "invalid proposal: <field>: <reason>": the conf is not a valid
+  proposal (triggers through the API are refused with a 400 before a run exists, so this means a
+  run was created some other way, e.g. `airflow dags trigger`). Nothing was sent to any service.
 - Tasks stuck in *scheduled*: their pool (`hms_*`, Admin → Pools) is full — the service's
   concurrency budget.
 """
@@ -45,7 +47,6 @@ from hms_management.workflow import (
     GOVERNANCE_GATE,
     NOTIFY_OFFICERS,
     RECORD_AUDIT,
-    VALIDATE,
 )
 
 # Admission is bounded by the hms_* pools, not by run count: runs parked in human review must not
@@ -64,13 +65,6 @@ MAX_ACTIVE_RUNS = 100_000
     tags=["hms", "proposals"],
 )
 def proposal_orchestration():
-    @task(multiple_outputs=True, task_id=VALIDATE)
-    def validate_proposal(**context: Context) -> dict:
-        """Check the run's conf with the proposal model; returns the proposal with its defaults."""
-        from hms_management.tasks import validate_run_conf
-
-        return validate_run_conf(context["dag_run"])
-
     @task(task_id=FLAG_FAILURE, trigger_rule=TriggerRule.ONE_FAILED)
     def fail_run_if_a_step_failed(**context: Context) -> None:
         """Runs only when a step failed, and fails, so that the run's state tells the truth."""
@@ -79,7 +73,6 @@ def proposal_orchestration():
         raise_failure(context)
 
     steps = [
-        validate_proposal(),
         GovernanceGateOperator(task_id=GOVERNANCE_GATE),
         ApplyPolicyOperator(task_id=APPLY_POLICY),
         NotifyOfficersOperator(task_id=NOTIFY_OFFICERS, policy_task_id=APPLY_POLICY),

@@ -149,7 +149,19 @@ def _burst(scenario: dict[str, Any]) -> str:
         )
     header = ["variant", "DAG", "wall time", "per minute", "CPU per proposal", "peak memory", "states", "failed"]
     table = _table(header, rows)
-    return f"n = {scenario.get('n', MISSING)} proposals at once.\n\n{table}\n\n![Completions in the burst]({BURST_PNG})"
+    return (f"n = {scenario.get('n', MISSING)} proposals at once.\n\n{table}\n\n{_cpu_split(scenario)}"
+            f"![Completions in the burst]({BURST_PNG})")
+
+
+def _cpu_split(scenario: dict[str, Any]) -> str:
+    """Where the burst's CPU went, per component and per proposal: the profile behind the totals."""
+    splits = {name: (v["cpu_s_by_component"], len(v.get("completions") or []) or 1)
+              for name, v in _variants(scenario, BURST_VARIANTS) if v and "cpu_s_by_component" in v}
+    if not splits:
+        return ""
+    components = list(dict.fromkeys(c for split, _ in splits.values() for c in split))
+    rows = [[c, *(_show(split.get(c, 0.0) / n, _seconds) for split, n in splits.values())] for c in components]
+    return "CPU-seconds per proposal, by component:\n\n" + _table(["component", *splits], rows) + "\n\n"
 
 
 def _seconds(value: float) -> str:
@@ -191,7 +203,9 @@ SWEEP_DRAIN_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "queued": ("proposals queued in the backlog", _count),
     "runs": ("runs started by the sweep", _count),
     "duplicates": ("duplicate runs", _count),
-    "seconds": ("time to drain", _seconds),
+    "pending_left": ("proposals left pending", _count),
+    "sweeps": ("sweeps", _count),
+    "seconds": ("first sweep queued → last run created", _seconds),
     "per_min": ("proposals per minute", _rate),
 }
 

@@ -58,7 +58,8 @@ REDRIVE_LIMIT_KEY = "backlog_redrive_limit"
 REDRIVE_WINDOW_KEY = "backlog_redrive_window_hours"
 
 REDRIVEN_ACTION = "proposal.redriven"  # the audit action of a re-drive; the limit counts these records
-# Steps a re-drive may run again. Not validate_proposal: invalid input stays invalid.
+# Steps a re-drive may run again (only after a transient failure: the gate's refusal of invalid
+# input is not one, since invalid input stays invalid).
 REDRIVABLE_STEPS = (GOVERNANCE_GATE, APPLY_POLICY, NOTIFY_OFFICERS, RECORD_AUDIT)
 LEFT_WHEN_STOPPED = "the sweep stopped before it (see the error)"
 

@@ -30,6 +30,10 @@ ERROR = "error"
 # retries take over; each try waits a little longer.
 ATTEMPTS = 4
 ATTEMPT_BACKOFF_SECONDS = 0.5
+# A review takes minutes to days: the wait between polls grows from poll_interval by this factor up
+# to the ceiling, so a thousand parked proposals ask ~17 times a second, not 200 (at 5 s each).
+POLL_BACKOFF = 1.5
+POLL_CEILING_SECONDS = 60.0
 
 
 class GovernanceDecisionTrigger(BaseTrigger):
@@ -96,6 +100,7 @@ class GovernanceDecisionTrigger(BaseTrigger):
     async def _wait_for_reviewer(self) -> dict[str, Any]:
         get = HttpAsyncHook(method="GET", http_conn_id=self.http_conn_id, retry_limit=1)
         endpoint = DECISIONS_ENDPOINT.format(decision_id=self.decision_id)
+        pause = self.poll_interval
         while time.time() < self.review_deadline:
             status, body = await self._call(get, endpoint, None)
             if status != 200:
@@ -107,7 +112,8 @@ class GovernanceDecisionTrigger(BaseTrigger):
                     "decision_id": self.decision_id,
                     "reviewer": body.get("reviewer"),
                 }
-            await asyncio.sleep(min(self.poll_interval, max(0.0, self.review_deadline - time.time())))
+            await asyncio.sleep(min(pause, max(0.0, self.review_deadline - time.time())))
+            pause = min(pause * POLL_BACKOFF, max(self.poll_interval, POLL_CEILING_SECONDS))
         return {
             "status": REVIEW_TIMEOUT,
             "reason": f"no reviewer decided on {self.decision_id} before the review deadline",

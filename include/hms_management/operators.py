@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator, TriggerRule, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from hms_management.governance import REVIEW, GovernanceDecisionTrigger
+from hms_management.proposal import InvalidProposal, parse_proposal
 from hms_management.services import (
     AUDIT,
     CONFIG_SECTION,
@@ -35,12 +36,13 @@ from hms_management.services import (
     notification_payload,
     policy_payload,
 )
+from hms_management.tasks import validate_run_conf
 from hms_management.workflow import (
     BUSINESS_OUTCOMES,
     DECISION_KEY,
     ERROR_KEY,
+    GOVERNANCE_GATE,
     STEPS,
-    VALIDATE,
     audit_record,
     settle,
 )
@@ -58,7 +60,12 @@ RETRY_SETTINGS = {
 
 
 def validated_proposal(context: Context) -> dict[str, Any] | None:
-    return context["ti"].xcom_pull(task_ids=VALIDATE)
+    """The run's proposal with its defaults, read from the run's conf (no XCom round trip); None
+    when the conf is not a valid proposal, which the governance gate has then failed on."""
+    try:
+        return parse_proposal(context["dag_run"].conf).as_conf()
+    except InvalidProposal:
+        return None
 
 
 class HmsCallOperator(HttpOperator):
@@ -156,16 +163,16 @@ class RecordAuditOperator(HmsCallOperator):
         return key if attempt == 0 else f"{key}:rerun{attempt}"
 
     def payload(self, proposal: dict[str, Any] | None, context: Context) -> dict[str, Any]:
-        ti = context["ti"]
-        self.outcome = outcome_of_run(context)
+        results = StepResults(context["ti"])
+        self.outcome = outcome_of_run(context, results)
         run = context["dag_run"]
         return audit_record(
             proposal_id=proposal["id"] if proposal else (run.conf or {}).get("id") or run.run_id,
             run_id=run.run_id,
             outcome=self.outcome,
-            decision=ti.xcom_pull(task_ids=self.gate_task_id, key=DECISION_KEY),
-            policy=ti.xcom_pull(task_ids=self.policy_task_id),
-            notification=ti.xcom_pull(task_ids=self.notify_task_id),
+            decision=results.get(self.gate_task_id, DECISION_KEY),
+            policy=results.get(self.policy_task_id),
+            notification=results.get(self.notify_task_id),
             proposal=proposal,
         )
 
@@ -187,13 +194,31 @@ def step_error(err: BaseException | str, *, transient: bool) -> dict[str, Any]:
     return {"error": text[:1000], "transient": transient}
 
 
-def outcome_of_run(context: Context):
+class StepResults:
+    """The XComs the steps left, each fetched once: every pull is a round trip to the API server."""
+
+    def __init__(self, ti: Any) -> None:
+        self._ti = ti
+        self._pulled: dict[tuple[str, str], Any] = {}
+
+    def get(self, task_id: str, key: str = "return_value") -> Any:
+        if (task_id, key) not in self._pulled:
+            self._pulled[task_id, key] = self._ti.xcom_pull(task_ids=task_id, key=key)
+        return self._pulled[task_id, key]
+
+
+def outcome_of_run(context: Context, results: StepResults | None = None):
     """Settle the outcome from the XComs the steps left: return values, the decision, errors."""
-    ti = context["ti"]
-    completed = {step for step in STEPS if ti.xcom_pull(task_ids=step) is not None}
-    errors = {step: e for step in STEPS if (e := ti.xcom_pull(task_ids=step, key=ERROR_KEY))}
-    decision = ti.xcom_pull(task_ids=STEPS[1], key=DECISION_KEY)
-    return settle(completed_steps=completed, decision=decision, errors=errors)
+    results = results or StepResults(context["ti"])
+    completed: set[str] = set()
+    errors: dict[str, dict[str, Any]] = {}
+    for step in STEPS:  # settle() reads no further than the first step that did not complete
+        if results.get(step) is None:
+            if error := results.get(step, ERROR_KEY):
+                errors[step] = error
+            break
+        completed.add(step)
+    return settle(completed_steps=completed, decision=results.get(GOVERNANCE_GATE, DECISION_KEY), errors=errors)
 
 
 class GovernanceGateOperator(BaseOperator):
@@ -217,9 +242,14 @@ class GovernanceGateOperator(BaseOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> dict[str, Any]:
+        try:  # Only a valid proposal is worth asking about.
+            proposal = validate_run_conf(context["dag_run"])
+        except AirflowFailException as err:
+            context["ti"].xcom_push(key=ERROR_KEY, value=step_error(str(err), transient=False))
+            raise
         timeout = self.review_timeout or conf.getfloat(CONFIG_SECTION, "review_timeout_seconds", fallback=72 * 3600)
         trigger = GovernanceDecisionTrigger(
-            proposal=validated_proposal(context),
+            proposal=proposal,
             review_deadline=time.time() + timeout,
             poll_interval=self.poll_interval or conf.getfloat(CONFIG_SECTION, "review_poll_seconds", fallback=5.0),
             request_timeout=REQUEST_TIMEOUT_SECONDS,

@@ -123,6 +123,19 @@ def test_every_airflow_component_shares_the_common_settings(services):
         assert len(set(values.values())) == 1, (setting, values)
 
 
+def test_workers_and_lost_worker_timeouts_match_the_native_distributed_stack(services):
+    from hms_stack import distributed
+
+    expected = {
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(distributed.WORKER_CONCURRENCY),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(distributed.TASK_HEARTBEAT_TIMEOUT_SECONDS),
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(distributed.TASK_QUEUED_TIMEOUT_SECONDS),
+    }
+    for name in AIRFLOW_COMPONENTS:
+        environment = services[name]["environment"]
+        assert {key: environment.get(key) for key in expected} == expected, name
+
+
 def test_workers_reach_the_execution_api_on_the_api_server(services):
     url = services["worker"]["environment"]["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
 

@@ -42,7 +42,6 @@ def test_approved_proposal_completes_with_one_policy_notification_and_audit(agen
     assert record["runId"] == run_id_for(proposal_id)
     states = {task: ti["state"] for task, ti in agent.task_instances(proposal_id).items()}
     assert states == {
-        "validate_proposal": "success",
         "governance_gate": "success",
         "apply_policy": "success",
         "notify_officers": "success",

@@ -26,7 +26,7 @@ from hms_management.backlog import (
 )
 from hms_management.client import Run
 from hms_management.proposal import parse_proposal, run_id_for
-from hms_management.workflow import APPLY_POLICY, GOVERNANCE_GATE, RECORD_AUDIT, VALIDATE
+from hms_management.workflow import APPLY_POLICY, GOVERNANCE_GATE, RECORD_AUDIT
 
 RULE = {"queue": "foia"}
 
@@ -267,7 +267,8 @@ def failed_run(proposal_id: str = "p-1", ended_at: str = "2025-01-01T10:00:00Z")
         (transient_failure(APPLY_POLICY), None, APPLY_POLICY),
         (transient_failure(GOVERNANCE_GATE), None, GOVERNANCE_GATE),
         ({"outcome": "failed", "failed_step": APPLY_POLICY, "reason": "422", "transient": False}, None, None),
-        ({"outcome": "failed", "failed_step": VALIDATE, "reason": "invalid", "transient": True}, None, None),
+        ({"outcome": "failed", "failed_step": GOVERNANCE_GATE, "reason": "invalid proposal: id: too long",
+          "transient": False}, None, None),
         ({"outcome": "denied", "reason": "weekend", "failed_step": None, "transient": False}, None, None),
         (None, {"error": "TransientServiceError: 503", "transient": True}, RECORD_AUDIT),
         (None, {"error": "PermanentServiceError: 400", "transient": False}, None),

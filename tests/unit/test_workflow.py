@@ -7,7 +7,6 @@ from hms_management.workflow import (
     GOVERNANCE_GATE,
     NOTIFY_OFFICERS,
     STEPS,
-    VALIDATE,
     Outcome,
     audit_record,
     settle,
@@ -21,19 +20,19 @@ def test_all_steps_completed_is_completed():
 
 
 def test_denial_is_a_business_outcome_with_the_governance_reason():
-    outcome = settle(completed_steps={VALIDATE}, decision={"status": "denied", "reason": "weekend"}, errors={})
+    outcome = settle(completed_steps=set(), decision={"status": "denied", "reason": "weekend"}, errors={})
     assert (outcome.outcome, outcome.reason, outcome.failed_step) == ("denied", "weekend", None)
     assert outcome.headline == "DENIED: weekend"
 
 
 def test_review_timeout_is_its_own_outcome():
-    outcome = settle(completed_steps={VALIDATE}, decision={"status": "review_timeout", "reason": "late"}, errors={})
+    outcome = settle(completed_steps=set(), decision={"status": "review_timeout", "reason": "late"}, errors={})
     assert outcome.headline == "REVIEW TIMED OUT: late"
 
 
 def test_the_first_step_without_a_result_is_where_it_failed_with_its_error():
     outcome = settle(
-        completed_steps={VALIDATE, GOVERNANCE_GATE},
+        completed_steps={GOVERNANCE_GATE},
         decision={"status": "approved"},
         errors={APPLY_POLICY: {"error": "TransientServiceError: 503", "transient": True}},
     )
@@ -44,7 +43,7 @@ def test_the_first_step_without_a_result_is_where_it_failed_with_its_error():
 
 
 def test_a_step_that_left_no_error_still_names_itself():
-    outcome = settle(completed_steps={VALIDATE, GOVERNANCE_GATE, APPLY_POLICY}, decision=None, errors={})
+    outcome = settle(completed_steps={GOVERNANCE_GATE, APPLY_POLICY}, decision=None, errors={})
     assert outcome.failed_step == NOTIFY_OFFICERS
     assert "notify_officers did not complete" in outcome.reason
     assert not outcome.transient  # nothing says a retry would help
@@ -67,6 +66,7 @@ def test_audit_record_carries_the_ids_an_auditor_follows():
 
 
 def test_audit_record_without_a_valid_proposal_still_names_the_run():
-    record = audit_record(proposal_id="proposal__x", run_id="proposal__x", outcome=Outcome("failed", "bad", VALIDATE),
-                          decision=None, policy=None, notification=None, proposal=None)
-    assert record["failedStep"] == VALIDATE and record["policyId"] is None
+    record = audit_record(proposal_id="proposal__x", run_id="proposal__x",
+                          outcome=Outcome("failed", "bad", GOVERNANCE_GATE), decision=None, policy=None,
+                          notification=None, proposal=None)
+    assert record["failedStep"] == GOVERNANCE_GATE and record["policyId"] is None

@@ -1,0 +1,228 @@
+"""`make bench` (`python -m hms_bench [--quick]`): every scenario, side by side, in one run.
+
+1. The project's stack (its airflow.cfg, plus the floor DAG): the no-orchestrator floor, latency of
+   proposal_orchestration and of the floor, the burst, parked proposals, the sweep drain.
+2. The naive baseline's stack (Airflow's defaults, a hand-written DAG): latency and burst.
+Then results.json, results.md and the plots in bench-results/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import fields, replace
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from hms_bench import report, scenarios
+from hms_bench.dags.proposal_floor import FLOOR_DAG_ID
+from hms_bench.scenarios import QUICK, Sizes
+from hms_management.backlog import SWEEP_DAG_ID
+from hms_management.client import AirflowClient
+from hms_management.proposal import DAG_ID
+from hms_stack.stack import AIRFLOW_CFG, ROOT, Stack, free_port
+
+BENCH = Path(__file__).resolve().parent
+NAIVE_CFG = BENCH / "naive" / "airflow.cfg"
+NAIVE_DAG_ID = "naive_proposal"
+RESULTS = ROOT / "bench-results"
+# Generous ceilings: a scenario that needs longer is reported as failed, and the run goes on.
+TIMEOUT_S = 900.0
+SCENARIOS = ("latency", "burst", "parked", "sweep_drain", "naive")
+
+_started = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.monotonic() - _started:6.0f} s] {message}", flush=True)
+
+
+def attempt(results: dict[str, Any], key: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """Run one measurement; a failure is recorded in the results instead of ending the benchmark."""
+    try:
+        value = run()
+    except Exception as err:
+        traceback.print_exc()
+        results[key] = {"error": f"{type(err).__name__}: {err}"}
+        return None
+    results[key] = value
+    return value
+
+
+def product_stack(state: Path, env: dict[str, str] | None = None) -> Stack:
+    """The project as deployed, with the floor DAG beside its DAGs (symlinks: one copy of each)."""
+    dags = state / "dags"
+    dags.mkdir(parents=True)
+    for dag_file in [*(ROOT / "dags").glob("*.py"), BENCH / "dags" / "proposal_floor.py"]:
+        (dags / dag_file.name).symlink_to(dag_file)
+    return Stack(state=state / "stack", api_port=free_port(), hms_port=free_port(),
+                 extra_env={"AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+                            # Sweeps start when the drain scenario says, not on a clock.
+                            "AIRFLOW__HMS_MANAGEMENT__BACKLOG_SWEEP_SCHEDULE": "none", **(env or {})},
+                 ready_dag_ids=(DAG_ID, FLOOR_DAG_ID, SWEEP_DAG_ID))
+
+
+def naive_stack(state: Path) -> Stack:
+    (state / "stack" / "plugins").mkdir(parents=True)
+    return Stack(state=state / "stack", api_port=free_port(), hms_port=free_port(),
+                 extra_env={"AIRFLOW_CONFIG": str(NAIVE_CFG)}, ready_dag_ids=(NAIVE_DAG_ID,),
+                 serves_management_api=False)
+
+
+def client_of(stack: Stack) -> AirflowClient:
+    return AirflowClient(stack.api_url, "admin", stack.credentials()["airflow"]["admin"], timeout=60)
+
+
+def run_product(sizes: Sizes, results: dict[str, Any], env: dict[str, str], only: set[str]) -> None:
+    latency, burst = results["latency"]["variants"], results["burst"]["variants"]
+    with tempfile.TemporaryDirectory(prefix="hms-bench-") as tmp:
+        stack = product_stack(Path(tmp), env)
+        progress("starting the project's stack …")
+        stack.start(log=lambda m: progress(f"  {m}"))
+        try:
+            client, hms_token = client_of(stack), stack.credentials()["hms_token"]
+            if "latency" in only:
+                progress(f"latency: no orchestrator, {sizes.latency} proposals")
+                attempt(latency, "direct", lambda: scenarios.direct(stack.hms_url, hms_token, sizes.latency, progress))
+                for key, dag_id in (("orchestration", DAG_ID), ("floor", FLOOR_DAG_ID)):
+                    progress(f"latency: {dag_id}, {sizes.latency} proposals one after another")
+                    attempt(latency, key, lambda d=dag_id: scenarios.latency(client, d, sizes.latency, progress))
+            if "burst" in only:
+                progress(f"burst: {sizes.burst} proposals at once")
+                attempt(burst, "orchestration", lambda: scenarios.burst(stack, client, DAG_ID, sizes.burst,
+                                                                       timeout=TIMEOUT_S, progress=progress))
+            if "parked" in only:
+                progress(f"parked: {sizes.parked} in review, then {sizes.ordinary} ordinary")
+                rate = burst.get("orchestration", {}).get("per_min")
+                attempt(results, "parked", lambda: scenarios.parked(stack, client, sizes, rate, timeout=TIMEOUT_S,
+                                                                    progress=progress))
+            if "sweep_drain" in only:
+                progress(f"sweep drain: {sizes.backlog} queued in the backlog")
+                attempt(results, "sweep_drain", lambda: scenarios.sweep_drain(client, stack.hms_url, hms_token,
+                                                                              sizes.backlog, timeout=TIMEOUT_S,
+                                                                              progress=progress))
+        finally:
+            progress("stopping the project's stack")
+            stack.stop()
+
+
+def run_naive(sizes: Sizes, results: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory(prefix="hms-bench-naive-") as tmp:
+        stack = naive_stack(Path(tmp))
+        progress("starting the naive baseline's stack (Airflow defaults) …")
+        stack.start(log=lambda m: progress(f"  {m}"))
+        try:
+            client = client_of(stack)
+            progress(f"latency: {NAIVE_DAG_ID}, {sizes.latency} proposals one after another")
+            attempt(results["latency"]["variants"], "naive",
+                    lambda: scenarios.latency(client, NAIVE_DAG_ID, sizes.latency, progress))
+            progress(f"burst: {sizes.naive_burst} naive proposals at once")
+            attempt(results["burst"]["variants"], "naive",
+                    lambda: scenarios.burst(stack, client, NAIVE_DAG_ID, sizes.naive_burst, timeout=TIMEOUT_S,
+                                            progress=progress))
+        finally:
+            progress("stopping the naive baseline's stack")
+            stack.stop()
+
+
+# -- results --------------------------------------------------------------------------------------
+
+def settings(cfg: Path) -> dict[str, str]:
+    """The non-default Airflow settings of a configuration file (paths and users left out)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(cfg)
+    skip = {"dags_folder", "plugins_folder", "base_log_folder", "dag_processor_child_process_log_directory",
+            "simple_auth_manager_users", "simple_auth_manager_passwords_file"}
+    return {f"{section}.{key}": value for section in parser.sections() if section != "hms_management"
+            for key, value in parser.items(section) if key not in skip}
+
+
+def meta(quick: bool, sizes: Sizes) -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick, "sizes": vars(sizes),
+        "machine": {"cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE")
+                                                                * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "versions": {**{name: metadata.version(name) for name in ("apache-airflow", "apache-airflow-providers-http")},
+                     "commit": commit.stdout.strip() or "unknown"},
+        "settings": {"orchestration": settings(AIRFLOW_CFG), "naive": settings(NAIVE_CFG)},
+    }
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's goals for proposal_orchestration, each met or not (never asserted by a test)."""
+    lat, bur, park = results["latency"]["variants"], results["burst"]["variants"], results.get("parked", {})
+
+    def get(part: dict[str, Any], *keys: str) -> float | None:
+        for key in keys:
+            part = part.get(key) if isinstance(part, dict) else None
+        return part if isinstance(part, int | float) else None
+
+    p50, floor, naive = get(lat, "orchestration", "p50"), get(lat, "floor", "p50"), get(lat, "naive", "p50")
+    rate, naive_rate = get(bur, "orchestration", "per_min"), get(bur, "naive", "per_min")
+    rows = [
+        ("p50 latency", "≤ 2.5 s", p50, lambda v: v <= 2.5, "{:.2f} s"),
+        ("p50 vs the floor of the same shape", "≤ 1.3×", p50 / floor if p50 and floor else None,
+         lambda v: v <= 1.3, "{:.2f}×"),
+        ("p50 vs the naive baseline", "≥ 2× faster", naive / p50 if p50 and naive else None,
+         lambda v: v >= 2, "{:.1f}× faster"),
+        ("burst throughput vs the naive baseline", "≥ 1.5×", rate / naive_rate if rate and naive_rate else None,
+         lambda v: v >= 1.5, "{:.1f}×"),
+        ("burst throughput", "≥ 100 proposals/min", rate, lambda v: v >= 100, "{:.0f}/min"),
+        ("CPU per proposal (burst)", "≤ 1 CPU-s", get(bur, "orchestration", "cpu_s_per_proposal"),
+         lambda v: v <= 1, "{:.2f} CPU-s"),
+        ("failed runs in the burst", "0", get(bur, "orchestration", "failed"), lambda v: v == 0, "{:.0f}"),
+        ("worker slots held by parked proposals", "0", get(park, "slots_held"), lambda v: v == 0, "{:.0f}"),
+        ("extra memory of parked proposals", "≤ 500 MB", get(park, "extra_mem_mb"), lambda v: v <= 500, "{:.0f} MB"),
+        ("burst throughput kept beside parked ones", "≥ 80 %", get(park, "vs_burst"), lambda v: v >= 0.8,
+         "{:.0%}"),
+    ]
+    return [{"name": name, "goal": goal, "measured": fmt.format(value) if value is not None else None,
+             "met": check(value) if value is not None else None} for name, goal, value, check, fmt in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few minutes")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: bench-results/)")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"some of {','.join(SCENARIOS)}")
+    parser.add_argument("--size", action="append", default=[], metavar="SCENARIO=N",
+                        help=f"override a size ({', '.join(f.name for f in fields(Sizes))}); repeatable")
+    parser.add_argument("--env", action="append", default=[], metavar="AIRFLOW__SECTION__KEY=VALUE",
+                        help="a setting for the project's stack, to measure a change before making it; repeatable")
+    args = parser.parse_args(argv)
+    sizes = replace(QUICK if args.quick else Sizes(), **{k: int(v) for k, v in (o.split("=") for o in args.size)})
+    results: dict[str, Any] = {"meta": meta(args.quick, sizes), "latency": {"n": sizes.latency, "variants": {}},
+                               "burst": {"n": sizes.burst, "variants": {}}}
+    env = dict(o.split("=", 1) for o in args.env)
+    results["meta"]["settings"]["orchestration"].update({f"(--env) {k}": v for k, v in env.items()})
+    only = set(args.only.split(","))
+    if only - {"naive"}:
+        run_product(sizes, results, env, only)
+    if "naive" in only:
+        run_naive(sizes, results)
+    results["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results = {"meta": results.pop("meta"), "targets": targets(results), "scenarios": results}
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    written = report.render(results, args.out)
+    print((args.out / report.RESULTS_MD).read_text())
+    progress(f"wrote {args.out / 'results.json'} and {', '.join(p.name for p in written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""What the benchmark measures with: Airflow's own run records, and the stack's CPU and memory.
+
+Durations come from the records Airflow keeps (a run's queued_at, start_date, end_date), never
+from the benchmark's own polling, which only decides when to look. CPU and memory cover every
+process of the stack: PostgreSQL, the HMS backend, each Airflow component and every task process.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from hms_management.client import TERMINAL_STATES, AirflowClient
+from hms_stack.stack import Stack
+
+PAGE = 100  # the REST API's largest page
+
+
+def moment(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def seconds_between(start: str, end: str) -> float:
+    return (moment(end) - moment(start)).total_seconds()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(durations: list[float]) -> dict[str, Any]:
+    return {"durations": [round(d, 3) for d in durations], "p50": round(statistics.median(durations), 3),
+            "p95": round(percentile(durations, 0.95), 3), "mean": round(statistics.fmean(durations), 3)}
+
+
+# -- Airflow's records ----------------------------------------------------------------------------
+
+def runs(client: AirflowClient, dag_id: str, tag: str) -> list[dict[str, Any]]:
+    """Every run of `dag_id` whose id contains `tag` (a scenario's unique mark), as Airflow recorded it."""
+    found: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        page = client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns",
+                              params={"limit": PAGE, "offset": offset, "order_by": "id",
+                                      "run_id_pattern": tag}).json()["dag_runs"]
+        found += [run for run in page if tag in run["dag_run_id"]]
+        offset += len(page)
+        if len(page) < PAGE:
+            return found
+
+
+def count_runs(client: AirflowClient, dag_id: str, tag: str, states: tuple[str, ...] = ()) -> int:
+    params: dict[str, Any] = {"limit": 1, "run_id_pattern": tag}
+    if states:
+        params["state"] = list(states)
+    return client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns", params=params).json()["total_entries"]
+
+
+def count_task_instances(client: AirflowClient, dag_id: str, states: tuple[str, ...], task_id: str | None = None,
+                         tag: str | None = None) -> int:
+    params: dict[str, Any] = {"limit": 1, "state": list(states)}
+    if task_id:
+        params["task_id"] = task_id
+    if tag:
+        params["run_id_pattern"] = tag
+    return client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances", params=params).json()[
+        "total_entries"]
+
+
+def trigger_all(client: AirflowClient, dag_id: str, confs: dict[str, dict[str, Any]], threads: int = 4) -> None:
+    """Create one run per (run id, conf), a few requests at a time, as agents would."""
+    client.token()  # one token for all threads
+
+    def trigger(item: tuple[str, dict[str, Any]]) -> None:
+        run_id, conf = item
+        response = client.request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                                  json={"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        if response.status_code != 200:
+            raise RuntimeError(f"triggering {run_id} answered {response.status_code}: {response.text[:300]}")
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(trigger, confs.items()))
+
+
+def wait_until_terminal(client: AirflowClient, dag_id: str, tag: str, total: int, *, timeout: float,
+                        progress=print) -> None:
+    deadline = time.monotonic() + timeout
+    said = time.monotonic()
+    while (done := count_runs(client, dag_id, tag, TERMINAL_STATES)) < total:
+        if time.monotonic() - said > 15:
+            progress(f"    {done}/{total} terminal")
+            said = time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {done} of {total} {dag_id} runs were terminal after {timeout:.0f} s")
+        time.sleep(1.0)
+
+
+# -- the stack's processes ------------------------------------------------------------------------
+
+def stack_roots(stack: Stack) -> dict[str, int]:
+    """The stack's top processes by name: those it started, and PostgreSQL (which daemonizes itself)."""
+    roots = {name: proc.pid for name, proc in stack.processes.items()}
+    postmaster = stack.pgdata / "postmaster.pid"
+    if postmaster.exists():
+        roots["postgres"] = int(postmaster.read_text().split()[0])
+    return roots
+
+
+def _tree(pid: int) -> Iterator[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        yield root
+        yield from root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+
+
+def _cpu(proc: psutil.Process, *, reaped: bool = True) -> float:
+    try:
+        t = proc.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return t.user + t.system + (t.children_user + t.children_system if reaped else 0.0)
+
+
+def cpu_by_component(roots: dict[str, int]) -> dict[str, float]:
+    """CPU time used so far by each part of the stack: its live processes, plus the exited ones
+    their parents reaped. The scheduler's own loop is told apart from the task processes the
+    LocalExecutor forks below it."""
+    used = {name: sum(_cpu(proc) for proc in _tree(pid)) for name, pid in roots.items()}
+    if "scheduler" in roots:
+        loop = _cpu(psutil.Process(roots["scheduler"]), reaped=False)
+        used["task processes"] = used["scheduler"] - loop
+        used["scheduler"] = loop
+    return used
+
+
+def pss_mb(roots: dict[str, int]) -> float:
+    """Memory of the stack: the sum of proportional set sizes, so pages shared by forks count once."""
+    total_kb = 0
+    for pid in roots.values():
+        for proc in _tree(pid):
+            try:
+                for line in Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total_kb += int(line.split()[1])
+                        break
+            except OSError:
+                continue
+    return total_kb / 1024
+
+
+@dataclass
+class Resources:
+    """CPU used (per component) and peak memory of the stack between start() and stop()."""
+
+    roots: dict[str, int]
+    interval: float = 2.0
+    cpu_s: float = 0.0
+    cpu_split: dict[str, float] = field(default_factory=dict)
+    peak_mb: float = 0.0
+    start_mb: float = 0.0
+
+    def start(self) -> Resources:
+        self._stop = threading.Event()
+        self._cpu0 = cpu_by_component(self.roots)
+        self.start_mb = self.peak_mb = pss_mb(self.roots)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, pss_mb(self.roots))
+
+    def stop(self) -> Resources:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, pss_mb(self.roots))
+        cpu1 = cpu_by_component(self.roots)
+        self.cpu_split = {name: round(cpu1[name] - self._cpu0.get(name, 0.0), 1) for name in cpu1}
+        self.cpu_s = sum(self.cpu_split.values())
+        return self

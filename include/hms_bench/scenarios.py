@@ -1,0 +1,206 @@
+"""The benchmark's scenarios, each against a running stack; each returns its part of results.json.
+
+Every scenario marks its runs with a unique tag (in the run id), so it reads back exactly its own
+runs from Airflow's records, whatever else the stack holds.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from hms_bench import measure
+from hms_management.backlog import SWEEP_DAG_ID
+from hms_management.client import TERMINAL_STATES, AirflowClient
+from hms_management.proposal import DAG_ID, run_id_for
+from hms_management.workflow import GOVERNANCE_GATE
+from hms_stack.stack import Stack
+
+RULE = {"optimise": "FOIA backlog", "max_days": 20}
+# Governance sends high-impact proposals to a human reviewer (include/hms_backend/governance.py).
+IN_REVIEW = {"impact": "high"}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    latency: int = 30
+    burst: int = 500
+    naive_burst: int = 500
+    parked: int = 1000
+    ordinary: int = 200
+    backlog: int = 5000
+
+
+QUICK = Sizes(latency=4, burst=20, naive_burst=10, parked=20, ordinary=10, backlog=60)
+
+
+def tag(scenario: str) -> str:
+    return f"bench-{scenario}-{uuid.uuid4().hex[:6]}"
+
+
+def proposal(proposal_id: str, **extra: Any) -> dict[str, Any]:
+    return {"id": proposal_id, "rule": RULE, "title": "Optimise the FOIA backlog", **extra}
+
+
+def run_id(dag_id: str, proposal_id: str) -> str:
+    """proposal_orchestration names its runs after the proposal; the benchmark DAGs take the id as is."""
+    return run_id_for(proposal_id) if dag_id == DAG_ID else proposal_id
+
+
+# -- latency ----------------------------------------------------------------------------------------
+
+def latency(client: AirflowClient, dag_id: str, n: int, progress=print) -> dict[str, Any]:
+    """n proposals one after another; trigger → terminal from each run's queued_at and end_date."""
+    mark = tag(f"latency-{dag_id}")
+    for i in range(n):
+        proposal_id = f"{mark}-{i:03d}"
+        measure.trigger_all(client, dag_id, {run_id(dag_id, proposal_id): proposal(proposal_id)}, threads=1)
+        while client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id(dag_id, proposal_id)}"
+                             ).json()["state"] not in TERMINAL_STATES:
+            time.sleep(0.1)
+    records = measure.runs(client, dag_id, mark)
+    failed = [r["dag_run_id"] for r in records if r["state"] != "success"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} {dag_id} runs did not succeed: {failed[:3]}")
+    durations = [measure.seconds_between(r["queued_at"], r["end_date"]) for r in records]
+    progress(f"    p50 {measure.summary(durations)['p50']:.2f} s over {n}")
+    return {"label": dag_id, **measure.summary(durations)}
+
+
+def direct(hms_url: str, hms_token: str, n: int, progress=print) -> dict[str, Any]:
+    """The no-orchestrator floor: the workflow's HTTP calls made one after another in one process,
+    as the original synchronous Express service made them."""
+    durations = []
+    mark = tag("direct")
+    with httpx.Client(base_url=hms_url, headers={"Authorization": f"Bearer {hms_token}"}, timeout=10) as hms:
+        for i in range(n):
+            body = proposal(f"{mark}-{i:03d}")
+            started = time.perf_counter()
+            decision = hms.post("/gov/validate", json={"proposal": body}).raise_for_status().json()
+            if decision["status"] != "approved":
+                raise RuntimeError(f"governance did not approve {body['id']}: {decision}")
+            policy = hms.post("/svc/policy", json=body).raise_for_status().json()
+            hms.post("/notifications", json={"message": f"Policy #{body['id']} live", "proposalId": body["id"],
+                                             "policy": policy}).raise_for_status()
+            hms.post("/audit/log", json={"proposalId": body["id"], "action": "proposal.orchestrated",
+                                         "outcome": "completed"}).raise_for_status()
+            durations.append(time.perf_counter() - started)
+    progress(f"    p50 {measure.summary(durations)['p50'] * 1000:.1f} ms over {n}")
+    return {"label": "direct HTTP calls (no orchestrator)", **measure.summary(durations)}
+
+
+# -- burst ------------------------------------------------------------------------------------------
+
+def burst(stack: Stack, client: AirflowClient, dag_id: str, n: int, *, timeout: float,
+          progress=print) -> dict[str, Any]:
+    """n proposals at once: throughput until all are terminal, CPU per proposal, peak memory."""
+    mark = tag(f"burst-{dag_id}")
+    ids = [f"{mark}-{i:04d}" for i in range(n)]
+    resources = measure.Resources(measure.stack_roots(stack)).start()
+    measure.trigger_all(client, dag_id, {run_id(dag_id, pid): proposal(pid) for pid in ids})
+    progress(f"    {n} triggered")
+    measure.wait_until_terminal(client, dag_id, mark, n, timeout=timeout, progress=progress)
+    resources.stop()
+    return {"label": dag_id, **throughput(measure.runs(client, dag_id, mark)),
+            "cpu_s_per_proposal": round(resources.cpu_s / n, 3), "cpu_s_by_component": resources.cpu_split,
+            "peak_mem_mb": round(resources.peak_mb, 1), "start_mem_mb": round(resources.start_mb, 1)}
+
+
+def throughput(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """From Airflow's records: first queued → last terminal, and when each run ended."""
+    first = min(r["queued_at"] for r in records)
+    ends = sorted(measure.seconds_between(first, r["end_date"]) for r in records)
+    states: dict[str, int] = {}
+    for r in records:
+        states[r["state"]] = states.get(r["state"], 0) + 1
+    return {"wall_s": round(ends[-1], 2), "per_min": round(len(records) / ends[-1] * 60, 1), "states": states,
+            "failed": len(records) - states.get("success", 0), "completions": [round(e, 2) for e in ends]}
+
+
+# -- parked -----------------------------------------------------------------------------------------
+
+def parked(stack: Stack, client: AirflowClient, sizes: Sizes, burst_per_min: float | None, *, timeout: float,
+           progress=print) -> dict[str, Any]:
+    """Proposals held in governance review, then ordinary ones beside them."""
+    mark = tag("parked")
+    roots = measure.stack_roots(stack)
+    before_mb = measure.pss_mb(roots)
+    ids = [f"{mark}-{i:04d}" for i in range(sizes.parked)]
+    started = time.monotonic()
+    measure.trigger_all(client, DAG_ID, {run_id_for(pid): proposal(pid, **IN_REVIEW) for pid in ids})
+    deadline = time.monotonic() + timeout
+    while (waiting := measure.count_task_instances(client, DAG_ID, ("deferred",), GOVERNANCE_GATE, mark)) < len(ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {waiting} of {len(ids)} proposals reached review in {timeout:.0f} s")
+        time.sleep(2)
+    parking_s = time.monotonic() - started
+    time.sleep(5)  # let the last task processes exit before counting what the parked ones hold
+    held = measure.count_task_instances(client, DAG_ID, ("running", "queued", "scheduled"), tag=mark)
+    gate_pool = client.pool("hms_governance")
+    parked_mb = measure.pss_mb(roots)
+    progress(f"    {len(ids)} parked in {parking_s:.0f} s; slots held {held}; +{parked_mb - before_mb:.0f} MB")
+
+    ordinary = burst(stack, client, DAG_ID, sizes.ordinary, timeout=timeout, progress=progress)
+    still_parked = measure.count_task_instances(client, DAG_ID, ("deferred",), GOVERNANCE_GATE, mark)
+    _release(client, mark)
+    return {"parked": len(ids), "ordinary": sizes.ordinary, "slots_held": held,
+            "gate_pool": {k: gate_pool.get(k) for k in ("running_slots", "queued_slots", "deferred_slots")},
+            "gate_states": {"deferred": still_parked},
+            "extra_mem_mb": round(parked_mb - before_mb, 1), "parking_s": round(parking_s, 1),
+            "per_min": ordinary["per_min"], "failed": ordinary["failed"],
+            "vs_burst": round(ordinary["per_min"] / burst_per_min, 3) if burst_per_min else None}
+
+
+def _release(client: AirflowClient, mark: str) -> None:
+    """End the parked runs (marked failed), so that their polling stops before the next scenario."""
+    records = [r for r in measure.runs(client, DAG_ID, mark) if r["state"] not in TERMINAL_STATES]
+    client.token()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda r: client.request("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{r['dag_run_id']}",
+                                                json={"state": "failed"}), records))
+
+
+# -- sweep drain ------------------------------------------------------------------------------------
+
+def sweep_drain(client: AirflowClient, hms_url: str, hms_token: str, n: int, *, timeout: float,
+                progress=print) -> dict[str, Any]:
+    """n queued proposals in the backlog → sweeps, one after another, until every one has its run.
+
+    The proposal DAG is paused meanwhile: this measures how fast sweeps turn a backlog into runs;
+    running them is the burst's measure.
+    """
+    mark = tag("drain")
+    with httpx.Client(base_url=hms_url, headers={"Authorization": f"Bearer {hms_token}"}, timeout=30) as hms:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: hms.post("/backlog/proposals", json=proposal(f"{mark}-{i:05d}")
+                                             ).raise_for_status(), range(n)))
+        progress(f"    {n} queued in the backlog")
+        # Left paused: this is the last scenario, and the stack is thrown away with its queued runs.
+        client.request("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": True}).raise_for_status()
+        sweeps = 0
+        deadline = time.monotonic() + timeout
+        while measure.count_runs(client, DAG_ID, mark) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the backlog was not drained in {timeout:.0f} s")
+            sweep_id = f"{mark}-sweep-{sweeps:03d}"
+            measure.trigger_all(client, SWEEP_DAG_ID, {sweep_id: {}}, threads=1)
+            sweeps += 1
+            while client.request("GET", f"/api/v2/dags/{SWEEP_DAG_ID}/dagRuns/{sweep_id}"
+                                 ).json()["state"] not in TERMINAL_STATES:
+                time.sleep(0.5)
+            if sweeps % 5 == 1:
+                progress(f"    sweep {sweeps}: {measure.count_runs(client, DAG_ID, mark)}/{n} runs exist")
+        pending = hms.get("/backlog/proposals", params={"status": "pending", "limit": 10}).json()["items"]
+    records = measure.runs(client, DAG_ID, mark)
+    sweep_records = measure.runs(client, SWEEP_DAG_ID, mark)
+    first = min(r["queued_at"] for r in sweep_records)
+    seconds = max(measure.seconds_between(first, r["queued_at"]) for r in records)
+    proposals = {r["conf"]["id"] for r in records}
+    return {"queued": n, "runs": len(records), "duplicates": len(records) - len(proposals),
+            "pending_left": len([p for p in pending if mark in p["id"]]), "sweeps": sweeps,
+            "seconds": round(seconds, 1), "per_min": round(len(records) / seconds * 60, 1)}

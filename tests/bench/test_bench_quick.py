@@ -1,0 +1,74 @@
+"""`make bench QUICK=1` end to end: both stacks start and stop, every scenario reports, and the
+results are complete and well formed. Timings are the benchmark's to report, never a test's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hms_bench.report import BURST_PNG, LATENCY_PNG, RESULTS_MD
+from hms_bench.scenarios import QUICK
+
+pytestmark = pytest.mark.e2e
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[dict, Path, str]:
+    out = tmp_path_factory.mktemp("bench-results")
+    done = subprocess.run([sys.executable, "-m", "hms_bench", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text()), out, done.stdout
+
+
+def test_every_scenario_reports_without_error(quick_run):
+    results, _, _ = quick_run
+    scenarios = results["scenarios"]
+    assert set(scenarios) == {"latency", "burst", "parked", "sweep_drain"}
+    assert set(scenarios["latency"]["variants"]) == {"direct", "orchestration", "floor", "naive"}
+    assert set(scenarios["burst"]["variants"]) == {"orchestration", "naive"}
+    parts = [scenarios["parked"], scenarios["sweep_drain"], *scenarios["latency"]["variants"].values(),
+             *scenarios["burst"]["variants"].values()]
+    assert [part["error"] for part in parts if "error" in part] == []
+
+
+def test_latency_has_one_duration_per_proposal_and_ordered_percentiles(quick_run):
+    for variant in quick_run[0]["scenarios"]["latency"]["variants"].values():
+        assert len(variant["durations"]) == QUICK.latency
+        assert all(d > 0 for d in variant["durations"])
+        assert min(variant["durations"]) <= variant["p50"] <= variant["p95"] <= max(variant["durations"])
+
+
+def test_every_burst_proposal_succeeds_and_resources_are_accounted(quick_run):
+    burst = quick_run[0]["scenarios"]["burst"]["variants"]
+    for name, n in (("orchestration", QUICK.burst), ("naive", QUICK.naive_burst)):
+        assert burst[name]["states"] == {"success": n}
+        assert burst[name]["failed"] == 0
+        assert len(burst[name]["completions"]) == n
+        assert burst[name]["cpu_s_per_proposal"] > 0 and burst[name]["peak_mem_mb"] > 0
+        assert {"api-server", "scheduler", "task processes", "postgres"} <= set(burst[name]["cpu_s_by_component"])
+
+
+def test_parked_proposals_hold_no_worker_slot_and_sweeps_drain_the_backlog_once(quick_run):
+    parked, drain = quick_run[0]["scenarios"]["parked"], quick_run[0]["scenarios"]["sweep_drain"]
+    assert (parked["parked"], parked["slots_held"], parked["failed"]) == (QUICK.parked, 0, 0)
+    assert parked["gate_states"] == {"deferred": QUICK.parked}  # still parked after the ordinary ones ran
+    assert (drain["queued"], drain["runs"]) == (QUICK.backlog, QUICK.backlog)
+    assert (drain["duplicates"], drain["pending_left"]) == (0, 0)
+
+
+def test_targets_are_judged_and_the_report_and_plots_are_written(quick_run):
+    results, out, stdout = quick_run
+    assert len(results["targets"]) == 10
+    assert all(isinstance(t["met"], bool) and t["measured"] for t in results["targets"])
+    assert results["meta"]["versions"]["apache-airflow"] == "3.3.2"
+    report = (out / RESULTS_MD).read_text()
+    assert "## Targets" in report and "naive_proposal" in report
+    for png in (LATENCY_PNG, BURST_PNG):
+        assert (out / png).read_bytes().startswith(PNG_MAGIC)
+    assert "latency: proposal_orchestration" in stdout  # progress is printed as it goes
