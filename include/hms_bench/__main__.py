@@ -209,18 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(o.split("=", 1) for o in args.env)
     results["meta"]["settings"]["orchestration"].update({f"(--env) {k}": v for k, v in env.items()})
     only = set(args.only.split(","))
-    if only - {"naive"}:
-        run_product(sizes, results, env, only)
-    if "naive" in only:
-        run_naive(sizes, results)
-    results["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    results = {"meta": results.pop("meta"), "targets": targets(results), "scenarios": results}
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    written = report.render(results, args.out)
-    print((args.out / report.RESULTS_MD).read_text())
-    progress(f"wrote {args.out / 'results.json'} and {', '.join(p.name for p in written)}")
+    try:
+        if only - {"naive"}:
+            run_product(sizes, results, env, only)
+        if "naive" in only:
+            run_naive(sizes, results)
+    finally:  # an interrupted benchmark still leaves what it measured
+        results["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results = {"meta": results.pop("meta"), "targets": targets(results), "scenarios": results}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(results, indent=2))
+        written = report.render(results, args.out)
+        print((args.out / report.RESULTS_MD).read_text())
+        progress(f"wrote {args.out / 'results.json'} and {', '.join(p.name for p in written)}")
     return 0
 
 

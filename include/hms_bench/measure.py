@@ -145,10 +145,12 @@ def cpu_by_component(roots: dict[str, int]) -> dict[str, float]:
     return used
 
 
-def pss_mb(roots: dict[str, int]) -> float:
-    """Memory of the stack: the sum of proportional set sizes, so pages shared by forks count once."""
-    total_kb = 0
-    for pid in roots.values():
+def pss_by_component(roots: dict[str, int]) -> dict[str, float]:
+    """Memory of each part of the stack in MB: the sum of proportional set sizes, so pages shared
+    by forked processes count once."""
+    used = {}
+    for name, pid in roots.items():
+        total_kb = 0
         for proc in _tree(pid):
             try:
                 for line in Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines():
@@ -157,7 +159,12 @@ def pss_mb(roots: dict[str, int]) -> float:
                         break
             except OSError:
                 continue
-    return total_kb / 1024
+        used[name] = round(total_kb / 1024, 1)
+    return used
+
+
+def pss_mb(roots: dict[str, int]) -> float:
+    return sum(pss_by_component(roots).values())
 
 
 @dataclass

@@ -131,8 +131,9 @@ def parked(stack: Stack, client: AirflowClient, sizes: Sizes, burst_per_min: flo
     """Proposals held in governance review, then ordinary ones beside them."""
     mark = tag("parked")
     roots = measure.stack_roots(stack)
-    before_mb = measure.pss_mb(roots)
+    before = measure.pss_by_component(roots)
     ids = [f"{mark}-{i:04d}" for i in range(sizes.parked)]
+    resources = measure.Resources(roots).start()
     started = time.monotonic()
     measure.trigger_all(client, DAG_ID, {run_id_for(pid): proposal(pid, **IN_REVIEW) for pid in ids})
     deadline = time.monotonic() + timeout
@@ -141,11 +142,15 @@ def parked(stack: Stack, client: AirflowClient, sizes: Sizes, burst_per_min: flo
             raise TimeoutError(f"only {waiting} of {len(ids)} proposals reached review in {timeout:.0f} s")
         time.sleep(2)
     parking_s = time.monotonic() - started
-    time.sleep(5)  # let the last task processes exit before counting what the parked ones hold
+    resources.stop()
+    # Deferred is the task's side; the triggerer takes the new triggers up a moment later. Let it,
+    # and let the last task processes exit, before counting what the parked proposals hold.
+    time.sleep(20)
     held = measure.count_task_instances(client, DAG_ID, ("running", "queued", "scheduled"), tag=mark)
     gate_pool = client.pool("hms_governance")
-    parked_mb = measure.pss_mb(roots)
-    progress(f"    {len(ids)} parked in {parking_s:.0f} s; slots held {held}; +{parked_mb - before_mb:.0f} MB")
+    after = measure.pss_by_component(roots)
+    extra = {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
+    progress(f"    {len(ids)} parked in {parking_s:.0f} s; slots held {held}; +{sum(extra.values()):.0f} MB {extra}")
 
     ordinary = burst(stack, client, DAG_ID, sizes.ordinary, timeout=timeout, progress=progress)
     still_parked = measure.count_task_instances(client, DAG_ID, ("deferred",), GOVERNANCE_GATE, mark)
@@ -153,18 +158,21 @@ def parked(stack: Stack, client: AirflowClient, sizes: Sizes, burst_per_min: flo
     return {"parked": len(ids), "ordinary": sizes.ordinary, "slots_held": held,
             "gate_pool": {k: gate_pool.get(k) for k in ("running_slots", "queued_slots", "deferred_slots")},
             "gate_states": {"deferred": still_parked},
-            "extra_mem_mb": round(parked_mb - before_mb, 1), "parking_s": round(parking_s, 1),
+            "extra_mem_mb": round(sum(extra.values()), 1), "extra_mem_mb_by_component": extra,
+            "parking_s": round(parking_s, 1),
+            "parking_cpu_s_by_component": resources.cpu_split,
             "per_min": ordinary["per_min"], "failed": ordinary["failed"],
             "vs_burst": round(ordinary["per_min"] / burst_per_min, 3) if burst_per_min else None}
 
 
 def _release(client: AirflowClient, mark: str) -> None:
-    """End the parked runs (marked failed), so that their polling stops before the next scenario."""
-    records = [r for r in measure.runs(client, DAG_ID, mark) if r["state"] not in TERMINAL_STATES]
+    """Delete the parked runs, so that their polling stops before the next scenario. Not marked
+    failed: the sweep drain's sweeps would then look at each of them for a re-drive."""
+    records = measure.runs(client, DAG_ID, mark)
     client.token()
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda r: client.request("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{r['dag_run_id']}",
-                                                json={"state": "failed"}), records))
+        list(pool.map(lambda r: client.request("DELETE", f"/api/v2/dags/{DAG_ID}/dagRuns/{r['dag_run_id']}"),
+                      records))
 
 
 # -- sweep drain ------------------------------------------------------------------------------------

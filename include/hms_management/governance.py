@@ -102,6 +102,9 @@ class GovernanceDecisionTrigger(BaseTrigger):
         endpoint = DECISIONS_ENDPOINT.format(decision_id=self.decision_id)
         pause = self.poll_interval
         while time.time() < self.review_deadline:
+            # Wait first: the decision was "in review" a moment ago, when the gate asked.
+            await asyncio.sleep(min(pause, max(0.0, self.review_deadline - time.time())))
+            pause = min(pause * POLL_BACKOFF, max(self.poll_interval, POLL_CEILING_SECONDS))
             status, body = await self._call(get, endpoint, None)
             if status != 200:
                 return _error(status, body)
@@ -112,8 +115,6 @@ class GovernanceDecisionTrigger(BaseTrigger):
                     "decision_id": self.decision_id,
                     "reviewer": body.get("reviewer"),
                 }
-            await asyncio.sleep(min(pause, max(0.0, self.review_deadline - time.time())))
-            pause = min(pause * POLL_BACKOFF, max(self.poll_interval, POLL_CEILING_SECONDS))
         return {
             "status": REVIEW_TIMEOUT,
             "reason": f"no reviewer decided on {self.decision_id} before the review deadline",
