@@ -42,7 +42,7 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-## bench: every benchmark scenario side by side (about 20 min; QUICK=1 for a smoke run of a few
+## bench: every benchmark scenario side by side (about 25 min; QUICK=1 for a smoke run of a few
 ## minutes); results, table and plots in bench-results/
 bench: install
 	$(PY) -m hms_bench $(if $(QUICK),--quick)
