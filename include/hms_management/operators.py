@@ -11,6 +11,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.http.hooks.http import HttpHook
 from airflow.providers.http.operators.http import HttpOperator
 from airflow.sdk import BaseOperator, TriggerRule, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -83,6 +84,16 @@ class HmsCallOperator(HttpOperator):
             **kwargs,
         )
         self.service = service
+
+    @property
+    def hook(self) -> HttpHook:
+        # HttpOperator's own hook fetches the connection to look up its hook class in the providers
+        # registry, then HttpHook fetches it again to send: two round trips to the api-server per
+        # call, and the registry's discovery in every task process. HMS connections are http.
+        return HttpHook(method=self.method, http_conn_id=self.http_conn_id, auth_type=self.auth_type,
+                        tcp_keep_alive=self.tcp_keep_alive, tcp_keep_alive_idle=self.tcp_keep_alive_idle,
+                        tcp_keep_alive_count=self.tcp_keep_alive_count,
+                        tcp_keep_alive_interval=self.tcp_keep_alive_interval)
 
     def payload(self, proposal: dict[str, Any], context: Context) -> dict[str, Any]:
         raise NotImplementedError
