@@ -12,12 +12,12 @@ INSTALLED := $(VENV)/.installed
 
 install: $(INSTALLED)
 
+# Bytecode is compiled once, at install: uv does not compile it, and where PYTHONDONTWRITEBYTECODE
+# is set (as on this machine) every Airflow process, every task included, would otherwise compile
+# each module it imports from source again.
 $(INSTALLED): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	# Bytecode compiled once, here: uv does not compile it, and where PYTHONDONTWRITEBYTECODE is
-	# set (as on this machine) every Airflow process, every task included, would otherwise compile
-	# each module it imports from source again.
 	$(UV) pip install --quiet --compile-bytecode --python $(PY) -r requirements.txt -c constraints.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@

@@ -10,7 +10,6 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +19,7 @@ from typing import Any
 import psutil
 
 from hms_management.client import TERMINAL_STATES, AirflowClient
-from hms_stack.stack import Stack
+from hms_stack.stack import Stack, process_tree
 
 PAGE = 100  # the REST API's largest page
 
@@ -92,6 +91,13 @@ def trigger_all(client: AirflowClient, dag_id: str, confs: dict[str, dict[str, A
         list(pool.map(trigger, confs.items()))
 
 
+def run_to_end(client: AirflowClient, dag_id: str, run_id: str, conf: dict[str, Any], *, poll: float) -> None:
+    """Trigger one run and return once it is terminal (the caller reads its times from the records)."""
+    trigger_all(client, dag_id, {run_id: conf}, threads=1)
+    while client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"] not in TERMINAL_STATES:
+        time.sleep(poll)
+
+
 def wait_until_terminal(client: AirflowClient, dag_id: str, tag: str, total: int, *, timeout: float,
                         progress=print) -> None:
     deadline = time.monotonic() + timeout
@@ -116,15 +122,6 @@ def stack_roots(stack: Stack) -> dict[str, int]:
     return roots
 
 
-def _tree(pid: int) -> Iterator[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        yield root
-        yield from root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return
-
-
 def _cpu(proc: psutil.Process, *, reaped: bool = True) -> float:
     try:
         t = proc.cpu_times()
@@ -137,7 +134,7 @@ def cpu_by_component(roots: dict[str, int]) -> dict[str, float]:
     """CPU time used so far by each part of the stack: its live processes, plus the exited ones
     their parents reaped. The scheduler's own loop is told apart from the task processes the
     LocalExecutor forks below it."""
-    used = {name: sum(_cpu(proc) for proc in _tree(pid)) for name, pid in roots.items()}
+    used = {name: sum(_cpu(proc) for proc in process_tree(pid)) for name, pid in roots.items()}
     if "scheduler" in roots:
         loop = _cpu(psutil.Process(roots["scheduler"]), reaped=False)
         used["task processes"] = used["scheduler"] - loop
@@ -151,7 +148,7 @@ def pss_by_component(roots: dict[str, int]) -> dict[str, float]:
     used = {}
     for name, pid in roots.items():
         total_kb = 0
-        for proc in _tree(pid):
+        for proc in process_tree(pid):
             try:
                 for line in Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines():
                     if line.startswith("Pss:"):

@@ -16,7 +16,7 @@ import httpx
 
 from hms_bench import measure
 from hms_management.backlog import SWEEP_DAG_ID
-from hms_management.client import TERMINAL_STATES, AirflowClient
+from hms_management.client import AirflowClient
 from hms_management.proposal import DAG_ID, run_id_for
 from hms_management.workflow import GOVERNANCE_GATE
 from hms_stack.stack import Stack
@@ -61,10 +61,7 @@ def latency(client: AirflowClient, dag_id: str, n: int, progress=print) -> dict[
     mark = tag(f"latency-{dag_id}")
     for i in range(n):
         proposal_id = f"{mark}-{i:03d}"
-        measure.trigger_all(client, dag_id, {run_id(dag_id, proposal_id): proposal(proposal_id)}, threads=1)
-        while client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id(dag_id, proposal_id)}"
-                             ).json()["state"] not in TERMINAL_STATES:
-            time.sleep(0.1)
+        measure.run_to_end(client, dag_id, run_id(dag_id, proposal_id), proposal(proposal_id), poll=0.1)
     records = measure.runs(client, dag_id, mark)
     failed = [r["dag_run_id"] for r in records if r["state"] != "success"]
     if failed:
@@ -198,11 +195,8 @@ def sweep_drain(client: AirflowClient, hms_url: str, hms_token: str, n: int, *, 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the backlog was not drained in {timeout:.0f} s")
             sweep_id = f"{mark}-sweep-{sweeps:03d}"
-            measure.trigger_all(client, SWEEP_DAG_ID, {sweep_id: {}}, threads=1)
+            measure.run_to_end(client, SWEEP_DAG_ID, sweep_id, {}, poll=0.5)
             sweeps += 1
-            while client.request("GET", f"/api/v2/dags/{SWEEP_DAG_ID}/dagRuns/{sweep_id}"
-                                 ).json()["state"] not in TERMINAL_STATES:
-                time.sleep(0.5)
             if sweeps % 5 == 1:
                 progress(f"    sweep {sweeps}: {measure.count_runs(client, DAG_ID, mark)}/{n} runs exist")
         pending = hms.get("/backlog/proposals", params={"status": "pending", "limit": 10}).json()["items"]

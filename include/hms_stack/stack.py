@@ -321,15 +321,22 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _stop_tree(pid: int, timeout: float = 15.0) -> None:
-    """SIGTERM a process and all its descendants (task processes sit in groups of their own)."""
+def process_tree(pid: int) -> list[Any]:
+    """A process and all its descendants (psutil.Process), or [] when it is gone."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return
+        return []
+
+
+def _stop_tree(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM a process and all its descendants (task processes sit in groups of their own)."""
+    import psutil
+
+    procs = process_tree(pid)
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(signal.SIGTERM)

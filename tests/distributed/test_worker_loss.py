@@ -21,6 +21,7 @@ from hms_management.client import TERMINAL_STATES, AirflowClient
 from hms_management.proposal import DAG_ID, run_id_for
 from hms_management.services import AUDIT, NOTIFICATIONS, POLICY
 from hms_stack.distributed import DistributedStack
+from hms_stack.stack import process_tree
 
 BURST = 100
 WEEKEND_EVERY = 10  # every tenth proposal falls on a Saturday: governance denies it
@@ -108,8 +109,7 @@ def busy_task_processes(stack: DistributedStack, worker: str) -> int:
 
 def kill_tree(pid: int) -> int:
     """SIGKILL a process and all its descendants at once, as when its machine dies."""
-    root = psutil.Process(pid)
-    procs = [root, *root.children(recursive=True)]
+    procs = process_tree(pid)
     for proc in procs:
         proc.send_signal(signal.SIGKILL)
     psutil.wait_procs(procs, timeout=10)
