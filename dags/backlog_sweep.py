@@ -42,7 +42,8 @@ from datetime import timedelta
 
 from airflow.sdk import Context, TriggerRule, conf, dag, task
 
-from hms_management.backlog import (
+from hms_management.domain.services import BACKLOG, CONFIG_SECTION
+from hms_management.sweep.plan import (
     DEFAULT_SCHEDULE,
     REDRIVE,
     SCHEDULE_KEY,
@@ -51,7 +52,6 @@ from hms_management.backlog import (
     SWEEP_DAG_ID,
     sweep_schedule,
 )
-from hms_management.services import BACKLOG, CONFIG_SECTION
 
 SWEEP_TASK_SETTINGS = {
     # The next sweep is the retry: every step is idempotent and a failed sweep leaves its work pending.
@@ -80,21 +80,21 @@ def backlog_sweep():
     @task(task_id=START_QUEUED, pool=BACKLOG.pool, multiple_outputs=False)
     def start_queued_proposals(**context: Context) -> dict:
         """Pending proposals → runs (marked taken once their run exists); invalid ones → rejected."""
-        from hms_management import sweep_tasks
+        from hms_management.sweep import tasks as sweep_tasks
 
         return sweep_tasks.start_queued_proposals(context)
 
     @task(task_id=REDRIVE, multiple_outputs=False)
     def redrive_transient_failures(**context: Context) -> dict:
         """Re-run the failed steps of runs that failed on a transient error, a bounded number of times."""
-        from hms_management import sweep_tasks
+        from hms_management.sweep import tasks as sweep_tasks
 
         return sweep_tasks.redrive_transient_failures(context)
 
     @task(task_id=SUMMARIZE, trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
     def summarize_sweep(**context: Context) -> dict:
         """The sweep's summary in the run note, the log and the XCom; fails if a part failed."""
-        from hms_management import sweep_tasks
+        from hms_management.sweep import tasks as sweep_tasks
 
         return sweep_tasks.summarize_sweep(context)
 

@@ -34,19 +34,13 @@ from __future__ import annotations
 
 from airflow.sdk import Context, TriggerRule, chain, dag, task
 
-from hms_management.operators import (
+from hms_management.domain.proposal import DAG_ID, proposal_params
+from hms_management.domain.steps import APPLY_POLICY, FLAG_FAILURE, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT
+from hms_management.orchestration.operators import (
     ApplyPolicyOperator,
     GovernanceGateOperator,
     NotifyOfficersOperator,
     RecordAuditOperator,
-)
-from hms_management.proposal import DAG_ID, proposal_params
-from hms_management.workflow import (
-    APPLY_POLICY,
-    FLAG_FAILURE,
-    GOVERNANCE_GATE,
-    NOTIFY_OFFICERS,
-    RECORD_AUDIT,
 )
 
 # Admission is bounded by the hms_* pools, not by run count: runs parked in human review must not
@@ -68,7 +62,7 @@ def proposal_orchestration():
     @task(task_id=FLAG_FAILURE, trigger_rule=TriggerRule.ONE_FAILED)
     def fail_run_if_a_step_failed(**context: Context) -> None:
         """Runs only when a step failed, and fails, so that the run's state tells the truth."""
-        from hms_management.tasks import raise_failure
+        from hms_management.orchestration.run_state import raise_failure
 
         raise_failure(context)
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from hms_management import run_notes
-from hms_management.admission import ProposalAdmissionMiddleware
-from hms_management.lazy_asgi import LazyApp
+from hms_management.api.admission import ProposalAdmissionMiddleware
+from hms_management.api.lazy_app import LazyApp
+from hms_management.orchestration import run_notes
 
 
 class HmsManagementPlugin(AirflowPlugin):
     name = "hms_management"
     listeners = [run_notes]
     fastapi_apps = [
-        {"app": LazyApp("hms_management.management_api:app"), "url_prefix": "/management",
+        {"app": LazyApp("hms_management.api.app:app"), "url_prefix": "/management",
          "name": "HMS Management API"},
     ]
     fastapi_root_middlewares = [

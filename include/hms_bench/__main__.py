@@ -28,9 +28,9 @@ from typing import Any
 from hms_bench import report, scenarios
 from hms_bench.dags.proposal_floor import FLOOR_DAG_ID
 from hms_bench.scenarios import QUICK, Sizes
-from hms_management.backlog import SWEEP_DAG_ID
 from hms_management.client import AirflowClient
-from hms_management.proposal import DAG_ID
+from hms_management.domain.proposal import DAG_ID
+from hms_management.sweep.plan import SWEEP_DAG_ID
 from hms_stack.stack import AIRFLOW_CFG, ROOT, Stack, free_port
 
 BENCH = Path(__file__).resolve().parent

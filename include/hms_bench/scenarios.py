@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 
 from hms_bench import measure
-from hms_management.backlog import SWEEP_DAG_ID
 from hms_management.client import AirflowClient
-from hms_management.proposal import DAG_ID, run_id_for
-from hms_management.workflow import GOVERNANCE_GATE
+from hms_management.domain.proposal import DAG_ID, run_id_for
+from hms_management.domain.steps import GOVERNANCE_GATE
+from hms_management.sweep.plan import SWEEP_DAG_ID
 from hms_stack.stack import Stack
 
 RULE = {"optimise": "FOIA backlog", "max_days": 20}

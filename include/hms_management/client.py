@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from hms_management.proposal import DAG_ID, run_id_for
-from hms_management.workflow import OUTCOMES
+from hms_management.domain.outcome import OUTCOMES
+from hms_management.domain.proposal import DAG_ID, run_id_for
 
 TERMINAL_STATES = ("success", "failed")
 

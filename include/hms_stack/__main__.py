@@ -83,7 +83,7 @@ def status(stack: Stack) -> int:
 def submit(stack: Stack, proposal_file: Path) -> int:
     """Submit a proposal through the Management API as the agent user and show its steps live."""
     from hms_management.client import ApiError, ManagementClient
-    from hms_management.workflow import COMPLETED, OUTCOMES
+    from hms_management.domain.outcome import COMPLETED, OUTCOMES
 
     proposal = json.loads(proposal_file.read_text())
     if proposal_file == SAMPLE_PROPOSAL:  # a fresh id each time, so the sample can be sent again

@@ -35,8 +35,8 @@ COMPONENTS = {
     "dag-processor": [],
     "triggerer": ["--skip-serve-logs"],
 }
-HMS_SERVICES_MODULE = "hms_management.services"
-SWEEP_MODULE = "hms_management.backlog"
+HMS_SERVICES_MODULE = "hms_management.domain.services"
+SWEEP_MODULE = "hms_management.sweep.plan"
 READY_TIMEOUT = 180.0
 
 
@@ -274,7 +274,7 @@ class Stack:
             time.sleep(0.3)
 
     def _dags_ready(self) -> bool:
-        from hms_management.proposal import DAG_ID
+        from hms_management.domain.proposal import DAG_ID
 
         try:
             health = json.loads(urllib.request.urlopen(f"{self.api_url}/api/v2/monitor/health", timeout=5).read())

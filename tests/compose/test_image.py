@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hms_management.backlog import AIRFLOW_API_CONN_ID, SWEEPER_USER
-from hms_management.services import SERVICES
+from hms_management.domain.services import SERVICES
+from hms_management.sweep.plan import AIRFLOW_API_CONN_ID, SWEEPER_USER
 from hms_stack import secrets as stack_secrets
 from hms_stack.distributed import SECRET_ENV, ContainerSetup, password_env
 

@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from hms_management.client import TERMINAL_STATES, AirflowClient
-from hms_management.proposal import DAG_ID, run_id_for
-from hms_management.services import AUDIT, NOTIFICATIONS, POLICY
+from hms_management.domain.proposal import DAG_ID, run_id_for
+from hms_management.domain.services import AUDIT, NOTIFICATIONS, POLICY
 from hms_stack.distributed import DistributedStack
 from hms_stack.stack import process_tree
 

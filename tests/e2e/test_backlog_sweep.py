@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from hms_management.backlog import REDRIVEN_ACTION, START_QUEUED, SUMMARIZE, SWEEP_DAG_ID
 from hms_management.client import AirflowClient
-from hms_management.proposal import DAG_ID, run_id_for
+from hms_management.domain.proposal import DAG_ID, run_id_for
+from hms_management.sweep.plan import REDRIVEN_ACTION, START_QUEUED, SUMMARIZE, SWEEP_DAG_ID
 from hms_stack.stack import Stack
 
 RULE = {"queue": "foia", "strategy": "oldest-first"}

@@ -16,7 +16,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hms_management.proposal import CREDENTIAL_WORDS, DAG_ID, ID_PATTERN, MAX_ID_LENGTH, Proposal
+from hms_management.domain.proposal import CREDENTIAL_WORDS, DAG_ID, ID_PATTERN, MAX_ID_LENGTH, Proposal
 
 EXAMPLES = 1000
 BASE = {"id": "fuzz-base", "rule": {"queue": "foia"}}

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from hms_management.client import AirflowClient
-from hms_management.proposal import run_id_for
+from hms_management.domain.proposal import run_id_for
 
 RULE = {"queue": "foia", "strategy": "oldest-first"}
 

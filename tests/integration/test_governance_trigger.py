@@ -15,7 +15,7 @@ import uvicorn
 
 from hms_backend import Settings, create_app
 from hms_backend.auth import generate_secret, mint_token
-from hms_management.governance import GovernanceDecisionTrigger
+from hms_management.orchestration.triggers import GovernanceDecisionTrigger
 from hms_stack.stack import free_port
 
 

@@ -10,13 +10,7 @@ from __future__ import annotations
 
 from airflow.sdk import TriggerRule, chain, dag, task
 
-from hms_management.workflow import (
-    APPLY_POLICY,
-    FLAG_FAILURE,
-    GOVERNANCE_GATE,
-    NOTIFY_OFFICERS,
-    RECORD_AUDIT,
-)
+from hms_management.domain.steps import APPLY_POLICY, FLAG_FAILURE, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT
 
 FLOOR_DAG_ID = "proposal_floor"
 

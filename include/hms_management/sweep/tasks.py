@@ -1,4 +1,4 @@
-"""Bodies of the backlog sweep's tasks: settings, connections and XComs around hms_management.backlog.
+"""Bodies of the backlog sweep's tasks: settings, connections and XComs around hms_management.sweep.plan.
 
 Each part returns what it did as its XCom, also when it fails (a failed task's return value is not
 stored, so it is pushed before failing): the summary reads both, whatever happened.
@@ -14,23 +14,20 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from hms_management.backlog import (
+from hms_management.client import AirflowClient
+from hms_management.domain.services import AUDIT, BACKLOG, CONFIG_SECTION, Service
+from hms_management.sweep.adapters import HttpAuditLog, HttpBacklog, ProposalRuns
+from hms_management.sweep.plan import (
     AIRFLOW_API_CONN_ID,
     BATCH_SIZE_KEY,
     REDRIVE,
     REDRIVE_LIMIT_KEY,
     REDRIVE_WINDOW_KEY,
     START_QUEUED,
-    HttpAuditLog,
-    HttpBacklog,
-    ProposalRuns,
     SweepSettings,
-    redrive_failed_runs,
     summarize,
-    take_backlog,
 )
-from hms_management.client import AirflowClient
-from hms_management.services import AUDIT, BACKLOG, CONFIG_SECTION, Service
+from hms_management.sweep.runner import redrive_failed_runs, take_backlog
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

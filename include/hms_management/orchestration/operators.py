@@ -16,9 +16,8 @@ from airflow.providers.http.operators.http import HttpOperator
 from airflow.sdk import BaseOperator, TriggerRule, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from hms_management.governance import REVIEW, GovernanceDecisionTrigger
-from hms_management.proposal import InvalidProposal, parse_proposal
-from hms_management.services import (
+from hms_management.domain.outcome import BUSINESS_OUTCOMES, audit_record
+from hms_management.domain.services import (
     AUDIT,
     CONFIG_SECTION,
     GOVERNANCE,
@@ -37,16 +36,16 @@ from hms_management.services import (
     notification_payload,
     policy_payload,
 )
-from hms_management.tasks import validate_run_conf
-from hms_management.workflow import (
-    BUSINESS_OUTCOMES,
-    DECISION_KEY,
-    ERROR_KEY,
-    GOVERNANCE_GATE,
-    STEPS,
-    audit_record,
-    settle,
+from hms_management.domain.steps import DECISION_KEY, ERROR_KEY
+from hms_management.orchestration.run_state import (
+    StepResults,
+    is_transient_error,
+    outcome_of_run,
+    step_error,
+    validate_run_conf,
+    validated_proposal,
 )
+from hms_management.orchestration.triggers import REVIEW, GovernanceDecisionTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -58,15 +57,6 @@ RETRY_SETTINGS = {
     "retry_exponential_backoff": RETRY_BACKOFF,
     "max_retry_delay": MAX_RETRY_DELAY,
 }
-
-
-def validated_proposal(context: Context) -> dict[str, Any] | None:
-    """The run's proposal with its defaults, read from the run's conf (no XCom round trip); None
-    when the conf is not a valid proposal, which the governance gate has then failed on."""
-    try:
-        return parse_proposal(context["dag_run"].conf).as_conf()
-    except InvalidProposal:
-        return None
 
 
 class HmsCallOperator(HttpOperator):
@@ -191,45 +181,6 @@ class RecordAuditOperator(HmsCallOperator):
         recorded = super().process_response(context, response)
         self.log.info("Outcome %s recorded as audit entry %s", self.outcome.headline, recorded.get("audit_id"))
         return {**self.outcome.as_dict(), "audit_id": recorded.get("audit_id")}
-
-
-def is_transient_error(err: BaseException) -> bool:
-    """Whether a failed call may succeed later: an overloaded service, a timeout, no connection."""
-    import requests
-
-    return isinstance(err, TransientServiceError | requests.ConnectionError | requests.Timeout)
-
-
-def step_error(err: BaseException | str, *, transient: bool) -> dict[str, Any]:
-    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
-    return {"error": text[:1000], "transient": transient}
-
-
-class StepResults:
-    """The XComs the steps left, each fetched once: every pull is a round trip to the API server."""
-
-    def __init__(self, ti: Any) -> None:
-        self._ti = ti
-        self._pulled: dict[tuple[str, str], Any] = {}
-
-    def get(self, task_id: str, key: str = "return_value") -> Any:
-        if (task_id, key) not in self._pulled:
-            self._pulled[task_id, key] = self._ti.xcom_pull(task_ids=task_id, key=key)
-        return self._pulled[task_id, key]
-
-
-def outcome_of_run(context: Context, results: StepResults | None = None):
-    """Settle the outcome from the XComs the steps left: return values, the decision, errors."""
-    results = results or StepResults(context["ti"])
-    completed: set[str] = set()
-    errors: dict[str, dict[str, Any]] = {}
-    for step in STEPS:  # settle() reads no further than the first step that did not complete
-        if results.get(step) is None:
-            if error := results.get(step, ERROR_KEY):
-                errors[step] = error
-            break
-        completed.add(step)
-    return settle(completed_steps=completed, decision=results.get(GOVERNANCE_GATE, DECISION_KEY), errors=errors)
 
 
 class GovernanceGateOperator(BaseOperator):

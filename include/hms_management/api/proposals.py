@@ -23,20 +23,10 @@ from airflow.utils.types import DagRunTriggeredByType
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from hms_management.proposal import DAG_ID, RUN_ID_PREFIX, InvalidProposal, Proposal, parse_proposal, run_id_for
-from hms_management.run_notes import MARK
-from hms_management.workflow import (
-    COMPLETED,
-    DECISION_KEY,
-    DENIED,
-    FAILED,
-    GOVERNANCE_GATE,
-    HEADLINE_LABELS,
-    OUTCOMES,
-    RECORD_AUDIT,
-    REVIEW_TIMEOUT,
-    TASK_ORDER,
-)
+from hms_management.domain.outcome import COMPLETED, DENIED, FAILED, HEADLINE_LABELS, OUTCOMES, REVIEW_TIMEOUT
+from hms_management.domain.proposal import DAG_ID, RUN_ID_PREFIX, InvalidProposal, Proposal, parse_proposal, run_id_for
+from hms_management.domain.steps import DECISION_KEY, GOVERNANCE_GATE, RECORD_AUDIT, TASK_ORDER
+from hms_management.orchestration.run_notes import MARK
 
 QUEUED, RUNNING, AWAITING_GOVERNANCE = "queued", "running", "awaiting_governance"
 STATUSES = (QUEUED, RUNNING, AWAITING_GOVERNANCE, *OUTCOMES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hms_management.proposal_runs import decode_cursor, encode_cursor, status_of
+from hms_management.api.proposals import decode_cursor, encode_cursor, status_of
 
 
 @pytest.mark.parametrize(

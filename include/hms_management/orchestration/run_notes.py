@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from airflow.listeners import hookimpl
 
-from hms_management.proposal import DAG_ID
-from hms_management.workflow import FAILED, RECORD_AUDIT, Outcome
+from hms_management.domain.outcome import FAILED, Outcome
+from hms_management.domain.proposal import DAG_ID
+from hms_management.domain.steps import RECORD_AUDIT
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun

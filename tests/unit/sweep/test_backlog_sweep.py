@@ -7,26 +7,25 @@ from typing import Any
 
 import pytest
 
-from hms_management.backlog import (
+from hms_management.client import Run
+from hms_management.domain.proposal import parse_proposal, run_id_for
+from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, RECORD_AUDIT
+from hms_management.sweep.adapters import HttpBacklog
+from hms_management.sweep.plan import (
     REDRIVE,
     REDRIVEN_ACTION,
     START_QUEUED,
     Failure,
-    HttpBacklog,
     SweepError,
     failure_of,
-    redrive_failed_runs,
     redrive_key,
     redrive_step,
     redrives_before,
     split_batch,
     summarize,
     sweep_schedule,
-    take_backlog,
 )
-from hms_management.client import Run
-from hms_management.proposal import parse_proposal, run_id_for
-from hms_management.workflow import APPLY_POLICY, GOVERNANCE_GATE, RECORD_AUDIT
+from hms_management.sweep.runner import redrive_failed_runs, take_backlog
 
 RULE = {"queue": "foia"}
 

@@ -8,7 +8,7 @@ workers are forked, leaves all of it imported in every task process for free (co
 way Airflow's DAG processor pre-imports modules before it forks a parser
 (`[dag_processor] parsing_pre_import_modules`).
 
-Select it with `[core] executor = hms_management.executor.WarmLocalExecutor`.
+Select it with `[core] executor = hms_management.orchestration.executor.WarmLocalExecutor`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from hms_management.services import (
+from hms_management.domain.services import (
     SERVICES,
     PermanentServiceError,
     TransientServiceError,

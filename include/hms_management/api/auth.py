@@ -14,7 +14,7 @@ from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from starlette.requests import HTTPConnection
 
-from hms_management.proposal import DAG_ID
+from hms_management.domain.proposal import DAG_ID
 
 
 def token_of(connection: HTTPConnection) -> str | None:

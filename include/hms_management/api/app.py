@@ -17,10 +17,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from hms_management import proposal_runs
-from hms_management.admission import MAX_BODY_BYTES, is_json, read_body, refusal
-from hms_management.airflow_auth import may, user_of
-from hms_management.proposal import (
+from hms_management.api import proposals as proposal_runs
+from hms_management.api.admission import MAX_BODY_BYTES, is_json, read_body, refusal
+from hms_management.api.auth import may, user_of
+from hms_management.api.proposals import STATUSES, ProposalConflict, ProposalRun
+from hms_management.domain.proposal import (
     DAG_ID,
     ID_PATTERN,
     MAX_ID_LENGTH,
@@ -31,7 +32,6 @@ from hms_management.proposal import (
     parse_proposal,
     run_id_for,
 )
-from hms_management.proposal_runs import STATUSES, ProposalConflict, ProposalRun
 
 MAX_WAIT_SECONDS = 60.0
 MAX_PAGE = 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hms_management.run_notes import note_for
+from hms_management.orchestration.run_notes import note_for
 
 
 def test_note_states_outcome_and_reason():

@@ -6,16 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # In a fresh interpreter: what the scheduler process has imported after the pre-import.
 PROBE = """
 import sys
-from hms_management.executor import preload_task_imports
+from hms_management.orchestration.executor import preload_task_imports
 assert "airflow.providers.http.operators.http" not in sys.modules
 print(preload_task_imports())
 print(all(m in sys.modules for m in (
-    "airflow.providers.http.operators.http", "hms_management.operators", "hms_management.governance",
+    "airflow.providers.http.operators.http", "hms_management.orchestration.operators",
+    "hms_management.orchestration.triggers",
     "airflow.sdk.execution_time.task_runner")))
 """
 
@@ -29,7 +30,7 @@ def test_preload_parses_every_dag_and_leaves_their_imports_loaded(tmp_path):
 
 
 def test_a_broken_dag_folder_does_not_stop_the_scheduler(tmp_path, monkeypatch):
-    from hms_management import executor
+    from hms_management.orchestration import executor
 
     monkeypatch.setattr(executor, "preload_task_imports", lambda: 1 / 0)
     started = []

@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from hms_management import admission
-from hms_management.admission import TRIGGER_PATH, ProposalAdmissionMiddleware, admission_errors
+from hms_management.api import admission
+from hms_management.api.admission import TRIGGER_PATH, ProposalAdmissionMiddleware, admission_errors
 
 
 async def echo(request: Request) -> JSONResponse:

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hms_management.proposal import DAG_ID, InvalidProposal, JsonBodyError, load_json, parse_proposal, run_id_for
+from hms_management.domain.proposal import DAG_ID, InvalidProposal, JsonBodyError, load_json, parse_proposal, run_id_for
 
 TRIGGER_PATH = f"/api/v2/dags/{DAG_ID}/dagRuns"
 MAX_BODY_BYTES = 1024 * 1024
@@ -93,7 +93,7 @@ async def _may_trigger(scope: Scope) -> bool:
     """Whether the caller may trigger the DAG (anyone else gets Airflow's own 401/403)."""
     from starlette.requests import HTTPConnection
 
-    from hms_management.airflow_auth import may, user_of
+    from hms_management.api.auth import may, user_of
 
     user = await user_of(HTTPConnection(scope))
     return user is not None and may(user, "POST")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hms_management.proposal import (
+from hms_management.domain.proposal import (
     MAX_METADATA_BYTES,
     MAX_RULE_BYTES,
     InvalidProposal,

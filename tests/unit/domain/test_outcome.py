@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from hms_management.workflow import (
-    APPLY_POLICY,
-    GOVERNANCE_GATE,
-    NOTIFY_OFFICERS,
-    STEPS,
-    Outcome,
-    audit_record,
-    settle,
-)
+from hms_management.domain.outcome import Outcome, audit_record, settle
+from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS, STEPS
 
 
 def test_all_steps_completed_is_completed():

@@ -1,4 +1,4 @@
-"""The workflow's steps and how a run's outcome is settled from what each step left behind.
+"""How a run's outcome is settled from what each step left behind, and what the audit record says.
 
 Plain functions over plain data, so the audit record, the run note, the failure flag and the
 tests all read one definition of "completed", "denied" and "failed at step X".
@@ -9,20 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# Task ids, in workflow order. A step "completed" when it left a return value. The gate checks the
-# proposal itself before it asks governance: a step of its own would cost every proposal another
-# task process (~0.3 s, and a fifth of a proposal's CPU; README "Performance").
-GOVERNANCE_GATE = "governance_gate"
-APPLY_POLICY = "apply_policy"
-NOTIFY_OFFICERS = "notify_officers"
-RECORD_AUDIT = "record_audit"
-FLAG_FAILURE = "fail_run_if_a_step_failed"
-STEPS = (GOVERNANCE_GATE, APPLY_POLICY, NOTIFY_OFFICERS)
-TASK_ORDER = (*STEPS, RECORD_AUDIT, FLAG_FAILURE)
-
-# XCom keys besides return_value.
-DECISION_KEY = "decision"  # the governance decision, whatever it was
-ERROR_KEY = "error"  # why a step's last try failed: {"error": str, "transient": bool}
+from hms_management.domain.steps import STEPS
 
 COMPLETED = "completed"
 DENIED = "denied"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from hms_management.policies import PRIORITY_WEIGHTS, task_instance_mutation_hook
-from hms_management.proposal import DAG_ID
-from hms_management.workflow import APPLY_POLICY
+from hms_management.domain.proposal import DAG_ID
+from hms_management.domain.steps import APPLY_POLICY
+from hms_management.orchestration.cluster_policy import PRIORITY_WEIGHTS, task_instance_mutation_hook
 
 
 def test_the_hook_weighs_proposal_tasks_by_the_runs_priority_and_leaves_other_dags_alone():

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from hms_management import operators
-from hms_management.operators import GovernanceGateOperator, validated_proposal
-from hms_management.workflow import ERROR_KEY
+from hms_management.domain.steps import ERROR_KEY
+from hms_management.orchestration import operators
+from hms_management.orchestration.operators import GovernanceGateOperator, validated_proposal
 
 
 class FakeTaskInstance:
