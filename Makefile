@@ -40,6 +40,7 @@ submit: install
 ## test: lint, unit, DAG and end-to-end tests (starts and stops its own stack)
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 ## bench: every benchmark scenario side by side (about 25 min; QUICK=1 for a smoke run of a few
@@ -52,6 +53,7 @@ test-unit: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 ## constraints: re-resolve the pinned set after changing requirements.txt
 constraints:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from airflow.sdk import Context, TriggerRule, chain, dag, task
 
-from hms_management.domain.proposal import DAG_ID, proposal_params
+from hms_management.domain.proposal import DAG_ID
 from hms_management.domain.steps import APPLY_POLICY, FLAG_FAILURE, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT
 from hms_management.orchestration.operators import (
     ApplyPolicyOperator,
@@ -42,6 +42,7 @@ from hms_management.orchestration.operators import (
     NotifyOfficersOperator,
     RecordAuditOperator,
 )
+from hms_management.orchestration.params import proposal_params
 
 # Admission is bounded by the hms_* pools, not by run count: runs parked in human review must not
 # keep a new proposal from starting.

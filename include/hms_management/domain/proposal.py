@@ -169,19 +169,6 @@ class Proposal(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def proposal_params() -> dict[str, Any]:
-    """The DAG's Params: the model's JSON schema, one Param per field, checked at trigger time."""
-    from airflow.sdk import Param
-
-    schema = Proposal.model_json_schema()
-    params = {}
-    for name, prop in schema["properties"].items():
-        prop = {k: v for k, v in prop.items() if k not in ("title", "default")}
-        field = Proposal.model_fields[name]
-        params[name] = Param(**prop) if field.is_required() else Param(field.default, **prop)
-    return params
-
-
 def run_id_for(proposal_id: str) -> str:
     return f"{RUN_ID_PREFIX}{proposal_id}"
 

@@ -9,7 +9,6 @@ from hms_management.domain.proposal import (
     MAX_RULE_BYTES,
     InvalidProposal,
     parse_proposal,
-    proposal_params,
     run_id_for,
 )
 
@@ -79,16 +78,3 @@ def test_field_rules(field, value):
 
 def test_a_proposal_must_be_an_object():
     assert errors_of(["id", "rule"]) == {"(proposal)": "must be a JSON object"}
-
-
-def test_params_schema_accepts_what_the_model_accepts_and_requires_the_same_fields():
-    params = proposal_params()
-    assert not params["id"].has_value and not params["rule"].has_value  # required: no default
-    assert params["priority"].value == "normal"
-    params["day"].resolve("Mon")
-    params["rule"].resolve({"a": 1})
-    params["rule"].resolve("text rule")
-    from airflow.sdk.exceptions import ParamValidationError
-
-    with pytest.raises(ParamValidationError):
-        params["id"].resolve("../x")
