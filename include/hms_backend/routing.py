@@ -4,7 +4,8 @@
 2. auth: a valid bearer token, except on public routes (health, stats);
 3. faults: an injected fault may delay the call or answer it instead of the handler;
 4. idempotency: a POST with an Idempotency-Key gets the first 2xx answer given for that key on
-   that path, and the handler runs at most once to produce it.
+   that path, and the handler runs at most once to produce it. The answer is kept by the write
+   that applies the side effect, in the same transaction (idempotency.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from fastapi.routing import APIRoute
 
 from hms_backend.auth import InvalidToken, verify_authorization
 from hms_backend.faults import FaultInjector, RouteStats, route_key
+from hms_backend.idempotency import UnkeptAnswer, keyed_request
 from hms_backend.settings import Settings
-from hms_backend.storage import Storage, StoredResponse
+from hms_backend.storage import Answered, Storage
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -83,9 +85,11 @@ def backend_of(request: Request) -> Backend:
     return request.app.state.backend
 
 
-def record_side_effect(request: Request) -> None:
-    """Count a real write of the route serving this request (not a replay, not a fault)."""
-    backend_of(request).stats.count_side_effect(route_key(request.method, request.scope["route"].path))
+def respond(request: Request, answered: Answered) -> Response:
+    """Send what a write answered, counting its side effect if it applied one (not a replay, not a fault)."""
+    if answered.applied:
+        backend_of(request).stats.count_side_effect(route_key(request.method, request.scope["route"].path))
+    return answered.answer.response()
 
 
 class ServiceRoute(APIRoute):
@@ -136,15 +140,14 @@ async def _answer_once(handle: Handler, request: Request, idempotency_key: str, 
     # The lock makes a duplicate that arrives while the first is still being handled wait for
     # the first's answer instead of applying the side effect a second time.
     async with backend.idempotency_locks.hold((path, idempotency_key)):
-        stored = backend.storage.stored_response(path, idempotency_key)
-        if stored is not None:
-            return Response(
-                stored.body, stored.status_code, headers={REPLAY_HEADER: "true"}, media_type="application/json"
-            )
-        response = await handle(request)
-        # Only successes are kept: a retry after a fault or an error must do the real work.
-        if 200 <= response.status_code < 300:
-            backend.storage.store_response(
-                path, idempotency_key, StoredResponse(response.status_code, bytes(response.body))
-            )
+        kept = backend.storage.kept_answer(path, idempotency_key)
+        if kept is not None:
+            return kept.response(headers={REPLAY_HEADER: "true"})
+        with keyed_request(path, idempotency_key) as keyed:
+            response = await handle(request)
+        given = keyed.answer
+        if 200 <= response.status_code < 300 and (
+            given is None or (given.status_code, given.body) != (response.status_code, bytes(response.body))
+        ):
+            raise UnkeptAnswer(f"{path} answered {response.status_code} with an answer its write did not keep")
         return response
