@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
@@ -18,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from hms_backend import governance
+from hms_backend import cursors, governance
 from hms_backend.faults import Fault, FaultInjector, RouteStats, route_key
 from hms_backend.idempotency import Answer
 from hms_backend.routing import (
@@ -45,6 +46,8 @@ from hms_backend.settings import Settings
 from hms_backend.storage import PENDING, REJECTED, TAKEN, AnswerRule, NoSuchRecord, Storage, Write
 
 MAX_BACKLOG_PAGE = 10_000
+MAX_DECISIONS_PAGE = 1_000
+DECISIONS_FEED_PAGE = 100
 
 public = APIRouter(route_class=PublicRoute)
 services = APIRouter(route_class=ServiceRoute)
@@ -139,7 +142,8 @@ async def validate_proposal(body: ValidationRequest, request: Request) -> Respon
 
 def _verdict_answer(write: Write) -> Answer:
     decision = write.record
-    answer = {"decision_id": decision["decision_id"], "reason": decision["reason"]}
+    # created_at: when the proposal entered review, for a watcher that times reviews out.
+    answer = {key: decision[key] for key in ("decision_id", "reason", "created_at")}
     if decision["status"] == governance.DENIED:
         return Answer.json({"error": decision["reason"], **answer}, 400)
     if decision["status"] == governance.REVIEW:
@@ -152,8 +156,63 @@ async def list_decisions(
     request: Request,
     status: Literal["approved", "denied", "review"] | None = None,
     proposal_id: Annotated[str | None, Query(alias="proposalId")] = None,
+    created_after: Annotated[str | None, Query(alias="createdAfter")] = None,
+    created_before: Annotated[str | None, Query(alias="createdBefore")] = None,
+    decided_since: Annotated[str | None, Query(alias="decidedSince")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_DECISIONS_PAGE)] = None,
 ) -> dict[str, Any]:
-    return {"items": backend_of(request).storage.decisions(status=status, proposal_id=proposal_id)}
+    """A listing by status, proposal and creation window, {"items"}; or the feed of reviewers' decisions.
+
+    decidedSince asks for the feed, {"items", "next"} (an empty one: from the start); so does limit
+    without any listing filter. Without parameters, the listing of every decision, as ever.
+    """
+    filters = {
+        "status": status,
+        "proposalId": proposal_id,
+        "createdAfter": created_after,
+        "createdBefore": created_before,
+    }
+    filtered = [name for name, value in filters.items() if value is not None]
+    if decided_since is not None and filtered:
+        raise ApiError(400, f"decidedSince asks for the feed of reviewers' decisions; drop {', '.join(filtered)}")
+    storage = backend_of(request).storage
+    if decided_since is not None or (limit is not None and not filtered):
+        return _decided_reviews(storage, decided_since, limit or DECISIONS_FEED_PAGE)
+    items = storage.decisions(
+        status=status,
+        proposal_id=proposal_id,
+        created_after=_stored_timestamp("createdAfter", created_after),
+        created_before=_stored_timestamp("createdBefore", created_before),
+        limit=limit,
+    )
+    return {"items": items}
+
+
+def _decided_reviews(storage: Storage, decided_since: str | None, limit: int) -> dict[str, Any]:
+    try:
+        after_seq = cursors.decode(decided_since or "")
+    except cursors.InvalidCursor:
+        raise ApiError(
+            400, "decidedSince is not a cursor of this feed: pass the next of an earlier answer, or none to start"
+        ) from None
+    items, last_seq = storage.decided_reviews(after_seq=after_seq, limit=limit)
+    # No news: the cursor comes back as it was given, so a watcher may keep it as it is.
+    return {"items": items, "next": cursors.encode(last_seq) if items or not decided_since else decided_since}
+
+
+def _stored_timestamp(name: str, value: str | None) -> str | None:
+    """An ISO-8601 query parameter as timestamps are stored (UTC, milliseconds), to compare as text."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        hint = " (a + in a query string reads as a space: send %2B, or Z for UTC)" if " " in value else ""
+        raise ApiError(400, f"{name} must be an ISO-8601 timestamp with a time zone, got {value!r}{hint}") from None
+    if moment.tzinfo is None:
+        raise ApiError(400, f"{name} needs a time zone, e.g. {value}Z, got {value!r}")
+    # Milliseconds truncated, as stored; truncation keeps both the exclusive and the inclusive bound exact.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 @services.get("/gov/decisions/{decision_id}")

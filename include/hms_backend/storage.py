@@ -40,10 +40,12 @@ CREATE TABLE IF NOT EXISTS decisions (
     reason      TEXT NOT NULL,
     reviewer    TEXT,
     created_at  TEXT NOT NULL,
-    decided_at  TEXT            -- null while in review
+    decided_at  TEXT,           -- null while in review
+    decided_seq INTEGER         -- order of reviewers' decisions (the feed's cursor); null for the others
 );
 CREATE INDEX IF NOT EXISTS decisions_by_proposal ON decisions (proposal_id);
-CREATE INDEX IF NOT EXISTS decisions_by_status ON decisions (status);
+DROP INDEX IF EXISTS decisions_by_status;
+CREATE INDEX IF NOT EXISTS decisions_by_status_and_age ON decisions (status, created_at);
 
 CREATE TABLE IF NOT EXISTS policies (
     policy_id   TEXT PRIMARY KEY,
@@ -98,6 +100,12 @@ CREATE TABLE IF NOT EXISTS idempotent_responses (
     stored_at   TEXT NOT NULL,
     PRIMARY KEY (path, key)
 );
+"""
+
+
+# Applied once a decisions table has its decided_seq column, which older databases lack.
+DECIDED_SEQ_INDEX = """
+CREATE UNIQUE INDEX IF NOT EXISTS decisions_by_decided_seq ON decisions (decided_seq) WHERE decided_seq IS NOT NULL;
 """
 
 
@@ -157,6 +165,7 @@ class Storage:
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA busy_timeout=5000")  # another process reading, say sqlite3 CLI
         connection.executescript(SCHEMA)
+        _number_decided_reviews(connection)
         return cls(connection)
 
     def close(self) -> None:
@@ -227,22 +236,46 @@ class Storage:
         rows = self._select("SELECT * FROM decisions WHERE decision_id = ?", decision_id)
         return _decision(rows[0]) if rows else None
 
-    def decisions(self, *, status: str | None = None, proposal_id: str | None = None) -> list[dict[str, Any]]:
+    def decisions(
+        self,
+        *,
+        status: str | None = None,
+        proposal_id: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Decisions oldest first; created_after is exclusive, created_before inclusive (timestamps as stored)."""
         rows = self._select(
             "SELECT * FROM decisions WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR proposal_id = ?2)"
-            " ORDER BY created_at, rowid",
+            " AND (?3 IS NULL OR created_at > ?3) AND (?4 IS NULL OR created_at <= ?4)"
+            " ORDER BY created_at, rowid LIMIT ?5",
             status,
             proposal_id,
+            created_after,
+            created_before,
+            -1 if limit is None else limit,
         )
         return [_decision(row) for row in rows]
+
+    def decided_reviews(self, *, after_seq: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Reviews a reviewer decided after the one numbered after_seq, in the order decided; and the last number."""
+        rows = self._select(
+            "SELECT * FROM decisions WHERE decided_seq > ? ORDER BY decided_seq LIMIT ?", after_seq, limit
+        )
+        last_seq = rows[-1]["decided_seq"] if rows else after_seq
+        return [_decision(row) for row in rows], last_seq
 
     def settle_review(
         self, decision_id: str, *, status: str, reason: str, reviewer: str, answer: AnswerRule = record_answer
     ) -> Answered:
         """Record a reviewer's decision on a decision in review; applied is false when it was decided already."""
         with self._transaction() as db:
+            # Numbered in the transaction that decides, under the write lock: the feed of decided
+            # reviews never shows a number before every smaller one is committed.
             updated = db.execute(
-                "UPDATE decisions SET status = ?, reason = ?, reviewer = ?, decided_at = ?"
+                "UPDATE decisions SET status = ?, reason = ?, reviewer = ?, decided_at = ?,"
+                " decided_seq = (SELECT COALESCE(MAX(decided_seq), 0) + 1 FROM decisions)"
                 " WHERE decision_id = ? AND status = ?",
                 (status, reason, reviewer, _now(), decision_id, REVIEW),
             ).rowcount
@@ -371,6 +404,27 @@ class Storage:
     def kept_answer(self, path: str, key: str) -> Answer | None:
         rows = self._select("SELECT status_code, body FROM idempotent_responses WHERE path = ? AND key = ?", path, key)
         return Answer(rows[0]["status_code"], bytes(rows[0]["body"])) if rows else None
+
+
+def _number_decided_reviews(db: sqlite3.Connection) -> None:
+    """Give a database from before the decisions feed its decided_seq, numbering decided reviews as decided."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(decisions)")}
+    if "decided_seq" not in columns:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("ALTER TABLE decisions ADD COLUMN decided_seq INTEGER")
+            # A reviewer's decision is the one with a reviewer; governance's own have none.
+            db.execute(
+                "UPDATE decisions SET decided_seq = numbered.seq FROM (SELECT decision_id,"
+                " ROW_NUMBER() OVER (ORDER BY decided_at, rowid) AS seq FROM decisions"
+                " WHERE reviewer IS NOT NULL AND decided_at IS NOT NULL) AS numbered"
+                " WHERE decisions.decision_id = numbered.decision_id"
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    db.executescript(DECIDED_SEQ_INDEX)
 
 
 def _decision(row: sqlite3.Row) -> dict[str, Any]:
