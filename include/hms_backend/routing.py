@@ -1,8 +1,9 @@
 """What every call of an HMS route goes through before its handler, in this order.
 
-1. stats: the call is counted and stays in flight until its answer is ready;
+1. stats: the call is counted and stays in flight until its answer goes out (a held one too);
 2. auth: a valid bearer token, except on public routes (health, stats);
-3. faults: an injected fault may delay the call or answer it instead of the handler;
+3. faults: an injected fault may delay the call, answer it instead of the handler, or hold the
+   handler's answer for a while after the handler ran;
 4. idempotency: a POST with an Idempotency-Key gets the first 2xx answer given for that key on
    that path, and the handler runs at most once to produce it. The answer is kept by the write
    that applies the side effect, in the same transaction (idempotency.py).
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from hms_backend.auth import InvalidToken, verify_authorization
-from hms_backend.faults import FaultInjector, RouteStats, route_key
+from hms_backend.faults import Fault, FaultInjector, RouteStats, route_key
 from hms_backend.idempotency import UnkeptAnswer, keyed_request
 from hms_backend.settings import Settings
 from hms_backend.storage import Answered, Storage
@@ -111,11 +112,18 @@ class ServiceRoute(APIRoute):
                     await asyncio.sleep(fault.latency_ms / 1000)
                     if fault.status is not None:
                         backend.stats.count_fault(key)
-                        return JSONResponse({"error": "injected fault"}, fault.status)
+                        return _injected_answer(fault)
                 idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
                 if request.method == "POST" and idempotency_key is not None:
-                    return await _answer_once(handle, request, idempotency_key, backend)
-                return await handle(request)
+                    response = await _answer_once(handle, request, idempotency_key, backend)
+                else:
+                    response = await handle(request)
+                if fault is not None and fault.hold_answer_ms:
+                    # The side effect is applied and its answer kept; only the sending waits, still
+                    # in flight but outside the idempotency lock, so a retry of a client that gave up
+                    # gets the kept answer at once.
+                    await asyncio.sleep(fault.hold_answer_ms / 1000)
+                return response
 
         return serve
 
@@ -131,6 +139,11 @@ def _authenticate(request: Request, secret: str) -> None:
         verify_authorization(request.headers.get("Authorization"), secret)
     except InvalidToken as err:
         raise ApiError(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+def _injected_answer(fault: Fault) -> Response:
+    # Sent as the fault says, byte for byte: a test may want a body no HMS service would send.
+    return Response(fault.answer_body, fault.status, headers={"Content-Type": fault.content_type})
 
 
 async def _answer_once(handle: Handler, request: Request, idempotency_key: str, backend: Backend) -> Response:

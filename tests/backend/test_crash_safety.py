@@ -1,5 +1,5 @@
 """A crash of the real backend process never makes a retry with the same Idempotency-Key apply a
-side effect twice."""
+side effect twice: SIGKILL inside the write, or after it while the answer is on its way."""
 
 from __future__ import annotations
 
@@ -73,3 +73,29 @@ def test_killed_inside_the_write_the_retry_applies_the_policy_once(live_backend)
     assert "Idempotent-Replayed" not in retried.headers
     assert (again.content, again.headers["Idempotent-Replayed"]) == (retried.content, "true")
     assert [v["version"] for v in versions] == [1]
+
+
+def test_killed_after_the_write_before_the_answer_went_out_the_retry_gets_the_kept_answer(live_backend):
+    with live_backend.client() as hms:
+        hms.put("/admin/faults", json={"route": "/svc/policy", "hold_answer_ms": 60_000}).raise_for_status()
+
+    with ThreadPoolExecutor(max_workers=1) as pool, live_backend.client() as hms:
+        first = pool.submit(apply_policy, live_backend)
+        # Applied and committed, and the answer still held: the worst moment a crash can come.
+        while hms.get("/svc/policy/p-1").status_code == 404:
+            assert not first.done(), first.result()
+            time.sleep(0.01)
+        live_backend.kill()
+        with pytest.raises(httpx.TransportError):
+            first.result()
+    live_backend.start()
+
+    with live_backend.client() as hms:
+        retried = hms.post("/svc/policy", json=POLICY, headers=KEY)
+        versions = hms.get("/svc/policy/p-1").json()["versions"]
+        side_effects = hms.get("/stats").json()["routes"]["POST /svc/policy"]["side_effects"]
+
+    assert (retried.status_code, retried.headers["Idempotent-Replayed"]) == (200, "true")
+    assert retried.json()["policy_id"] == versions[0]["policy_id"]
+    assert [v["version"] for v in versions] == [1]
+    assert side_effects == 0
