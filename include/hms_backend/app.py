@@ -1,24 +1,27 @@
 """The reference HMS backend's HTTP API: governance, policy, notifications, audit and backlog.
 
 Every route answers JSON; every error is {"error": message, ...}. What each call goes through
-before its handler (stats, auth, faults, idempotency) lives in routing.py; handlers only validate,
-write through Storage and count the side effects they really applied.
+before its handler (stats, auth, faults, idempotency) lives in routing.py; handlers only validate
+and write through Storage, telling it how the route answers the write (an answer rule), so that
+the answer can be kept with the side effect for an Idempotency-Key.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from hms_backend import governance
+from hms_backend import cursors, governance
 from hms_backend.faults import Fault, FaultInjector, RouteStats, route_key
+from hms_backend.idempotency import Answer
 from hms_backend.routing import (
     ApiError,
     Backend,
@@ -26,7 +29,7 @@ from hms_backend.routing import (
     PublicRoute,
     ServiceRoute,
     backend_of,
-    record_side_effect,
+    respond,
 )
 from hms_backend.schemas import (
     AuditEntry,
@@ -40,9 +43,11 @@ from hms_backend.schemas import (
     ValidationRequest,
 )
 from hms_backend.settings import Settings
-from hms_backend.storage import PENDING, REJECTED, TAKEN, Storage
+from hms_backend.storage import PENDING, REJECTED, TAKEN, AnswerRule, NoSuchRecord, Storage, Write
 
 MAX_BACKLOG_PAGE = 10_000
+MAX_DECISIONS_PAGE = 1_000
+DECISIONS_FEED_PAGE = 100
 
 public = APIRouter(route_class=PublicRoute)
 services = APIRouter(route_class=ServiceRoute)
@@ -69,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(public)
     app.include_router(services)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(NoSuchRecord, _no_such_record)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
@@ -77,6 +83,11 @@ def create_app(settings: Settings) -> FastAPI:
 async def _api_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
     return error.response()
+
+
+async def _no_such_record(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, NoSuchRecord)
+    return JSONResponse({"error": str(error)}, 404)
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
@@ -120,19 +131,24 @@ async def reset_stats(request: Request) -> dict[str, Any]:
 
 
 @services.post("/gov/validate")
-async def validate_proposal(body: ValidationRequest, request: Request) -> JSONResponse:
+async def validate_proposal(body: ValidationRequest, request: Request) -> Response:
     proposal = body.proposal.as_sent()
     verdict = governance.judge(proposal)
-    decision = backend_of(request).storage.record_decision(
-        proposal=proposal, status=verdict.status, reason=verdict.reason
+    written = backend_of(request).storage.record_decision(
+        proposal=proposal, status=verdict.status, reason=verdict.reason, answer=_verdict_answer
     )
-    record_side_effect(request)
-    answer = {"decision_id": decision["decision_id"], "reason": verdict.reason}
-    if verdict.status == governance.DENIED:
-        return JSONResponse({"error": verdict.reason, **answer}, 400)
-    if verdict.status == governance.REVIEW:
-        return JSONResponse({"status": verdict.status, **answer}, 202)
-    return JSONResponse({"status": verdict.status, **answer}, 200)
+    return respond(request, written)
+
+
+def _verdict_answer(write: Write) -> Answer:
+    decision = write.record
+    # created_at: when the proposal entered review, for a watcher that times reviews out.
+    answer = {key: decision[key] for key in ("decision_id", "reason", "created_at")}
+    if decision["status"] == governance.DENIED:
+        return Answer.json({"error": decision["reason"], **answer}, 400)
+    if decision["status"] == governance.REVIEW:
+        return Answer.json({"status": decision["status"], **answer}, 202)
+    return Answer.json({"status": decision["status"], **answer}, 200)
 
 
 @services.get("/gov/decisions")
@@ -140,8 +156,63 @@ async def list_decisions(
     request: Request,
     status: Literal["approved", "denied", "review"] | None = None,
     proposal_id: Annotated[str | None, Query(alias="proposalId")] = None,
+    created_after: Annotated[str | None, Query(alias="createdAfter")] = None,
+    created_before: Annotated[str | None, Query(alias="createdBefore")] = None,
+    decided_since: Annotated[str | None, Query(alias="decidedSince")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_DECISIONS_PAGE)] = None,
 ) -> dict[str, Any]:
-    return {"items": backend_of(request).storage.decisions(status=status, proposal_id=proposal_id)}
+    """A listing by status, proposal and creation window, {"items"}; or the feed of reviewers' decisions.
+
+    decidedSince asks for the feed, {"items", "next"} (an empty one: from the start); so does limit
+    without any listing filter. Without parameters, the listing of every decision, as ever.
+    """
+    filters = {
+        "status": status,
+        "proposalId": proposal_id,
+        "createdAfter": created_after,
+        "createdBefore": created_before,
+    }
+    filtered = [name for name, value in filters.items() if value is not None]
+    if decided_since is not None and filtered:
+        raise ApiError(400, f"decidedSince asks for the feed of reviewers' decisions; drop {', '.join(filtered)}")
+    storage = backend_of(request).storage
+    if decided_since is not None or (limit is not None and not filtered):
+        return _decided_reviews(storage, decided_since, limit or DECISIONS_FEED_PAGE)
+    items = storage.decisions(
+        status=status,
+        proposal_id=proposal_id,
+        created_after=_stored_timestamp("createdAfter", created_after),
+        created_before=_stored_timestamp("createdBefore", created_before),
+        limit=limit,
+    )
+    return {"items": items}
+
+
+def _decided_reviews(storage: Storage, decided_since: str | None, limit: int) -> dict[str, Any]:
+    try:
+        after_seq = cursors.decode(decided_since or "")
+    except cursors.InvalidCursor:
+        raise ApiError(
+            400, "decidedSince is not a cursor of this feed: pass the next of an earlier answer, or none to start"
+        ) from None
+    items, last_seq = storage.decided_reviews(after_seq=after_seq, limit=limit)
+    # No news: the cursor comes back as it was given, so a watcher may keep it as it is.
+    return {"items": items, "next": cursors.encode(last_seq) if items or not decided_since else decided_since}
+
+
+def _stored_timestamp(name: str, value: str | None) -> str | None:
+    """An ISO-8601 query parameter as timestamps are stored (UTC, milliseconds), to compare as text."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        hint = " (a + in a query string reads as a space: send %2B, or Z for UTC)" if " " in value else ""
+        raise ApiError(400, f"{name} must be an ISO-8601 timestamp with a time zone, got {value!r}{hint}") from None
+    if moment.tzinfo is None:
+        raise ApiError(400, f"{name} needs a time zone, e.g. {value}Z, got {value!r}")
+    # Milliseconds truncated, as stored; truncation keeps both the exclusive and the inclusive bound exact.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 @services.get("/gov/decisions/{decision_id}")
@@ -153,28 +224,28 @@ async def get_decision(decision_id: str, request: Request) -> dict[str, Any]:
 
 
 @services.post("/gov/decisions/{decision_id}")
-async def review_decision(decision_id: str, body: ReviewDecision, request: Request) -> dict[str, Any]:
+async def review_decision(decision_id: str, body: ReviewDecision, request: Request) -> Response:
     verdict = governance.reviewed(approved=body.approved, reviewer=body.reviewer, reason=body.reason)
-    write = backend_of(request).storage.settle_review(
-        decision_id, status=verdict.status, reason=verdict.reason, reviewer=body.reviewer
+    written = backend_of(request).storage.settle_review(
+        decision_id, status=verdict.status, reason=verdict.reason, reviewer=body.reviewer, answer=_review_answer
     )
-    if write is None:
-        raise ApiError(404, f"no decision {decision_id}")
+    return respond(request, written)
+
+
+def _review_answer(write: Write) -> Answer:
+    decision = write.record
     if not write.applied:
-        current = write.record["status"]
+        current, decision_id = decision["status"], decision["decision_id"]
         raise ApiError(409, f"decision {decision_id} is already {current}", status=current, decision_id=decision_id)
-    record_side_effect(request)
-    return write.record
+    return Answer.json(decision)
 
 
 # Policy
 
 
 @services.post("/svc/policy")
-async def apply_policy(body: PolicyProposal, request: Request) -> dict[str, Any]:
-    policy = backend_of(request).storage.apply_policy(body.as_sent())
-    record_side_effect(request)
-    return policy
+async def apply_policy(body: PolicyProposal, request: Request) -> Response:
+    return respond(request, backend_of(request).storage.apply_policy(body.as_sent()))
 
 
 @services.get("/svc/policy/{proposal_id}")
@@ -189,10 +260,8 @@ async def policy_versions(proposal_id: str, request: Request) -> dict[str, Any]:
 
 
 @services.post("/notifications")
-async def send_notification(body: Notification, request: Request) -> dict[str, Any]:
-    notification = backend_of(request).storage.record_notification(body.as_sent())
-    record_side_effect(request)
-    return notification
+async def send_notification(body: Notification, request: Request) -> Response:
+    return respond(request, backend_of(request).storage.record_notification(body.as_sent()))
 
 
 @services.get("/notifications")
@@ -203,10 +272,8 @@ async def list_notifications(
 
 
 @services.post("/audit/log")
-async def append_audit(body: AuditEntry, request: Request) -> dict[str, Any]:
-    recorded = backend_of(request).storage.append_audit(body.as_sent())
-    record_side_effect(request)
-    return recorded
+async def append_audit(body: AuditEntry, request: Request) -> Response:
+    return respond(request, backend_of(request).storage.append_audit(body.as_sent()))
 
 
 @services.get("/audit/log")
@@ -220,14 +287,15 @@ async def audit_log(
 
 
 @services.post("/backlog/proposals")
-async def queue_proposal(body: BacklogProposal, request: Request) -> JSONResponse:
-    write = backend_of(request).storage.queue_proposal(body.as_sent())
-    if write.applied:
-        record_side_effect(request)
+async def queue_proposal(body: BacklogProposal, request: Request) -> Response:
+    return respond(request, backend_of(request).storage.queue_proposal(body.as_sent(), answer=_queued_answer))
+
+
+def _queued_answer(write: Write) -> Answer:
     entry = write.record
     answer = {"id": entry["id"], "status": entry["status"], "queued_at": entry["queued_at"]}
     # Taken: the proposal has its run already; nothing was queued.
-    return JSONResponse(answer, 202 if entry["status"] == PENDING else 200)
+    return Answer.json(answer, 202 if entry["status"] == PENDING else 200)
 
 
 @services.get("/backlog/proposals")
@@ -240,27 +308,32 @@ async def list_backlog(
 
 
 @services.post("/backlog/proposals/{proposal_id}/taken")
-async def mark_taken(proposal_id: str, request: Request, body: TakenMark | None = None) -> dict[str, Any]:
-    return _settle_backlog_entry(request, proposal_id, TAKEN, run_id=body.run_id if body else None)
+async def mark_taken(proposal_id: str, request: Request, body: TakenMark | None = None) -> Response:
+    written = backend_of(request).storage.settle_backlog_entry(
+        proposal_id, status=TAKEN, run_id=body.run_id if body else None, answer=_settled_answer(TAKEN)
+    )
+    return respond(request, written)
 
 
 @services.post("/backlog/proposals/{proposal_id}/rejected")
-async def mark_rejected(proposal_id: str, body: RejectedMark, request: Request) -> dict[str, Any]:
-    return _settle_backlog_entry(request, proposal_id, REJECTED, reason=body.reason)
+async def mark_rejected(proposal_id: str, body: RejectedMark, request: Request) -> Response:
+    written = backend_of(request).storage.settle_backlog_entry(
+        proposal_id, status=REJECTED, reason=body.reason, answer=_settled_answer(REJECTED)
+    )
+    return respond(request, written)
 
 
-def _settle_backlog_entry(
-    request: Request, proposal_id: str, status: str, *, reason: str | None = None, run_id: str | None = None
-) -> dict[str, Any]:
-    write = backend_of(request).storage.settle_backlog_entry(proposal_id, status=status, reason=reason, run_id=run_id)
-    if write is None:
-        raise ApiError(404, f"no backlog entry {proposal_id}")
-    current = write.record["status"]
-    if current != status:
-        raise ApiError(409, f"backlog entry {proposal_id} is already {current}", status=current, id=proposal_id)
-    if write.applied:
-        record_side_effect(request)
-    return write.record
+def _settled_answer(status: str) -> AnswerRule:
+    """Settling again as it was settled is a repeat (200); taken vs rejected is a contradiction (409)."""
+
+    def answer(write: Write) -> Answer:
+        entry = write.record
+        if entry["status"] != status:
+            current, proposal_id = entry["status"], entry["id"]
+            raise ApiError(409, f"backlog entry {proposal_id} is already {current}", status=current, id=proposal_id)
+        return Answer.json(entry)
+
+    return answer
 
 
 # Fault injection

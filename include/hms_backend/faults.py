@@ -1,8 +1,11 @@
 """Misbehaviour on demand and what each route went through, for tests and benchmarks.
 
-Faults make the next calls of a route slow or failing; stats count per route the calls, the side
-effects really applied, the faults served and the most calls in flight at once. The latter proves
-a concurrency budget from the outside: if Airflow's pool allows 4, max_in_flight never exceeds 4.
+Faults make the next calls of a route slow, answer them with anything (an error, or a 200 whose
+body no HMS service would send), or hold the real answer after the handler applied its side effect,
+as a network that loses answers would. Stats count per route the calls, the side effects really
+applied, the faults that answered instead of the handler and the most calls in flight at once. The
+latter proves a concurrency budget from the outside: if Airflow's pool allows 4, max_in_flight never
+exceeds 4.
 
 Both are touched only from the event loop, one request step at a time, so they need no lock.
 """
@@ -16,6 +19,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 UNTIL_CLEARED = -1
+INJECTED_ERROR = '{"error":"injected fault"}'
+NO_BODY_STATUSES = (204, 304)  # HTTP sends these without a body
 
 
 def route_key(method: str, route: str) -> str:
@@ -27,14 +32,24 @@ def route_key(method: str, route: str) -> str:
 class Fault:
     route: str
     method: str
-    status: int | None  # None: only add latency to the real answer
+    status: int | None  # None: the handler answers, after latency_ms and then held for hold_answer_ms
     times: int  # calls left to hit; UNTIL_CLEARED for all of them
     latency_ms: int
     rate: float  # share of calls that get the fault, for error-rate benchmarks
+    body: str | None = None  # sent as-is instead of INJECTED_ERROR
+    content_type: str = "application/json"
+    hold_answer_ms: int = 0
 
     @property
     def key(self) -> str:
         return route_key(self.method, self.route)
+
+    @property
+    def answer_body(self) -> bytes:
+        """What a fault with a status sends."""
+        if self.status in NO_BODY_STATUSES:
+            return b""
+        return (INJECTED_ERROR if self.body is None else self.body).encode()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,10 +1,12 @@
 """What every call of an HMS route goes through before its handler, in this order.
 
-1. stats: the call is counted and stays in flight until its answer is ready;
+1. stats: the call is counted and stays in flight until its answer goes out (a held one too);
 2. auth: a valid bearer token, except on public routes (health, stats);
-3. faults: an injected fault may delay the call or answer it instead of the handler;
+3. faults: an injected fault may delay the call, answer it instead of the handler, or hold the
+   handler's answer for a while after the handler ran;
 4. idempotency: a POST with an Idempotency-Key gets the first 2xx answer given for that key on
-   that path, and the handler runs at most once to produce it.
+   that path, and the handler runs at most once to produce it. The answer is kept by the write
+   that applies the side effect, in the same transaction (idempotency.py).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from hms_backend.auth import InvalidToken, verify_authorization
-from hms_backend.faults import FaultInjector, RouteStats, route_key
+from hms_backend.faults import Fault, FaultInjector, RouteStats, route_key
+from hms_backend.idempotency import UnkeptAnswer, keyed_request
 from hms_backend.settings import Settings
-from hms_backend.storage import Storage, StoredResponse
+from hms_backend.storage import Answered, Storage
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -83,9 +86,11 @@ def backend_of(request: Request) -> Backend:
     return request.app.state.backend
 
 
-def record_side_effect(request: Request) -> None:
-    """Count a real write of the route serving this request (not a replay, not a fault)."""
-    backend_of(request).stats.count_side_effect(route_key(request.method, request.scope["route"].path))
+def respond(request: Request, answered: Answered) -> Response:
+    """Send what a write answered, counting its side effect if it applied one (not a replay, not a fault)."""
+    if answered.applied:
+        backend_of(request).stats.count_side_effect(route_key(request.method, request.scope["route"].path))
+    return answered.answer.response()
 
 
 class ServiceRoute(APIRoute):
@@ -107,11 +112,18 @@ class ServiceRoute(APIRoute):
                     await asyncio.sleep(fault.latency_ms / 1000)
                     if fault.status is not None:
                         backend.stats.count_fault(key)
-                        return JSONResponse({"error": "injected fault"}, fault.status)
+                        return _injected_answer(fault)
                 idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
                 if request.method == "POST" and idempotency_key is not None:
-                    return await _answer_once(handle, request, idempotency_key, backend)
-                return await handle(request)
+                    response = await _answer_once(handle, request, idempotency_key, backend)
+                else:
+                    response = await handle(request)
+                if fault is not None and fault.hold_answer_ms:
+                    # The side effect is applied and its answer kept; only the sending waits, still
+                    # in flight but outside the idempotency lock, so a retry of a client that gave up
+                    # gets the kept answer at once.
+                    await asyncio.sleep(fault.hold_answer_ms / 1000)
+                return response
 
         return serve
 
@@ -129,6 +141,11 @@ def _authenticate(request: Request, secret: str) -> None:
         raise ApiError(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from None
 
 
+def _injected_answer(fault: Fault) -> Response:
+    # Sent as the fault says, byte for byte: a test may want a body no HMS service would send.
+    return Response(fault.answer_body, fault.status, headers={"Content-Type": fault.content_type})
+
+
 async def _answer_once(handle: Handler, request: Request, idempotency_key: str, backend: Backend) -> Response:
     if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise ApiError(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
@@ -136,15 +153,14 @@ async def _answer_once(handle: Handler, request: Request, idempotency_key: str, 
     # The lock makes a duplicate that arrives while the first is still being handled wait for
     # the first's answer instead of applying the side effect a second time.
     async with backend.idempotency_locks.hold((path, idempotency_key)):
-        stored = backend.storage.stored_response(path, idempotency_key)
-        if stored is not None:
-            return Response(
-                stored.body, stored.status_code, headers={REPLAY_HEADER: "true"}, media_type="application/json"
-            )
-        response = await handle(request)
-        # Only successes are kept: a retry after a fault or an error must do the real work.
-        if 200 <= response.status_code < 300:
-            backend.storage.store_response(
-                path, idempotency_key, StoredResponse(response.status_code, bytes(response.body))
-            )
+        kept = backend.storage.kept_answer(path, idempotency_key)
+        if kept is not None:
+            return kept.response(headers={REPLAY_HEADER: "true"})
+        with keyed_request(path, idempotency_key) as keyed:
+            response = await handle(request)
+        given = keyed.answer
+        if 200 <= response.status_code < 300 and (
+            given is None or (given.status_code, given.body) != (response.status_code, bytes(response.body))
+        ):
+            raise UnkeptAnswer(f"{path} answered {response.status_code} with an answer its write did not keep")
         return response

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from hms_backend.faults import UNTIL_CLEARED
+from hms_backend.faults import NO_BODY_STATUSES, UNTIL_CLEARED
 
 Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 Level = Literal["low", "normal", "high"]
@@ -70,20 +70,35 @@ class RejectedMark(BaseModel):
     reason: Text
 
 
+# A media type and its parameters, in printable ASCII: the value becomes a header as it is.
+MEDIA_TYPE = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(;[ -~]*)?$"
+
+
 class FaultSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     route: Annotated[str, Field(pattern=r"^/")]
     method: Literal["GET", "POST", "PUT", "DELETE"] = "POST"
-    status: Annotated[int, Field(ge=400, le=599)] | None = None
+    status: Annotated[int, Field(ge=200, le=599)] | None = None
     times: Annotated[int, Field(ge=UNTIL_CLEARED)] = 1
     latency_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
     rate: Annotated[float, Field(gt=0, le=1)] = 1.0
+    body: Annotated[str, Field(max_length=1_048_576)] | None = None
+    content_type: Annotated[str, Field(max_length=200, pattern=MEDIA_TYPE)] = "application/json"
+    hold_answer_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
 
     @model_validator(mode="after")
     def asks_for_something(self) -> FaultSpec:
         if self.times == 0:
             raise ValueError(f"times must be at least 1, or {UNTIL_CLEARED} for every call until cleared")
-        if self.status is None and self.latency_ms == 0:
-            raise ValueError("a fault needs a status, a latency_ms or both")
+        if self.status is None and self.body is None and self.latency_ms == 0 and self.hold_answer_ms == 0:
+            raise ValueError("a fault needs a status, a body, a latency_ms or a hold_answer_ms")
+        if self.hold_answer_ms and (self.status is not None or self.body is not None):
+            raise ValueError(
+                "hold_answer_ms holds the real answer, so it cannot come with a status or a body that answer instead"
+            )
+        if self.body is not None and self.status in NO_BODY_STATUSES:
+            raise ValueError(f"a {self.status} answer has no body")
+        if self.body is not None and self.status is None:
+            self.status = 200  # a body alone: a success that says something unexpected
         return self

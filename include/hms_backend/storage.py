@@ -4,6 +4,10 @@ One connection, shared by every request and guarded by a lock: each method is on
 transaction, so requests queue for microseconds instead of fighting over SQLite's file lock.
 WAL with synchronous=NORMAL keeps commits cheap and survives a crash of the process (only an OS
 crash may lose the last commits).
+
+Each write that applies a side effect returns the answer its caller gets, shaped by the route's
+answer rule, and keeps that answer for the request's Idempotency-Key in the same transaction (see
+idempotency.py).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +25,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from hms_backend.governance import REVIEW
+from hms_backend.idempotency import Answer, UnkeptAnswer, current_keyed_request
 
 PENDING = "pending"
 TAKEN = "taken"
@@ -35,10 +40,12 @@ CREATE TABLE IF NOT EXISTS decisions (
     reason      TEXT NOT NULL,
     reviewer    TEXT,
     created_at  TEXT NOT NULL,
-    decided_at  TEXT            -- null while in review
+    decided_at  TEXT,           -- null while in review
+    decided_seq INTEGER         -- order of reviewers' decisions (the feed's cursor); null for the others
 );
 CREATE INDEX IF NOT EXISTS decisions_by_proposal ON decisions (proposal_id);
-CREATE INDEX IF NOT EXISTS decisions_by_status ON decisions (status);
+DROP INDEX IF EXISTS decisions_by_status;
+CREATE INDEX IF NOT EXISTS decisions_by_status_and_age ON decisions (status, created_at);
 
 CREATE TABLE IF NOT EXISTS policies (
     policy_id   TEXT PRIMARY KEY,
@@ -96,6 +103,12 @@ CREATE TABLE IF NOT EXISTS idempotent_responses (
 """
 
 
+# Applied once a decisions table has its decided_seq column, which older databases lack.
+DECIDED_SEQ_INDEX = """
+CREATE UNIQUE INDEX IF NOT EXISTS decisions_by_decided_seq ON decisions (decided_seq) WHERE decided_seq IS NOT NULL;
+"""
+
+
 @dataclass(frozen=True)
 class Write:
     """A record after a write that may have had nothing to do (the record was already so)."""
@@ -104,10 +117,25 @@ class Write:
     applied: bool
 
 
+AnswerRule = Callable[[Write], Answer]
+"""How a route answers a write: an Answer, or an ApiError (which rolls the write back)."""
+
+
+def record_answer(write: Write) -> Answer:
+    """The plain answer: 200 with the record."""
+    return Answer.json(write.record)
+
+
 @dataclass(frozen=True)
-class StoredResponse:
-    status_code: int
-    body: bytes
+class Answered:
+    """What a write answered, and whether it changed anything (a side effect to count)."""
+
+    answer: Answer
+    applied: bool
+
+
+class NoSuchRecord(LookupError):
+    """A write named a record that does not exist; the message says which."""
 
 
 def _now() -> str:
@@ -137,6 +165,7 @@ class Storage:
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA busy_timeout=5000")  # another process reading, say sqlite3 CLI
         connection.executescript(SCHEMA)
+        _number_decided_reviews(connection)
         return cls(connection)
 
     def close(self) -> None:
@@ -151,14 +180,37 @@ class Storage:
 
     @contextmanager
     def _transaction(self) -> Generator[sqlite3.Connection, None, None]:
+        """A write. Under an Idempotency-Key, the one write of the request, and it must answer."""
+        keyed = current_keyed_request()
+        if keyed is not None and keyed.answer is not None:
+            raise UnkeptAnswer(f"{keyed.path} already answered its Idempotency-Key; a second write would not be kept")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                if keyed is not None and keyed.answer is None:
+                    raise UnkeptAnswer(f"a write for {keyed.path} did not keep its answer for its Idempotency-Key")
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A failed COMMIT may have ended the transaction already; the connection must not stay in one.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if keyed is not None:
+                    keyed.answer = None  # rolled back: never given
                 raise
-            self._db.execute("COMMIT")
+
+    def _answer(self, db: sqlite3.Connection, write: Write, rule: AnswerRule) -> Answered:
+        """The write's answer, kept for the request's Idempotency-Key by the write's own transaction."""
+        answer = rule(write)
+        keyed = current_keyed_request()
+        if keyed is not None:
+            if answer.keepable:
+                db.execute(
+                    "INSERT INTO idempotent_responses (path, key, status_code, body, stored_at) VALUES (?, ?, ?, ?, ?)",
+                    (keyed.path, keyed.key, answer.status_code, answer.body, _now()),
+                )
+            keyed.answer = answer
+        return Answered(answer, write.applied)
 
     def _select(self, sql: str, *params: Any) -> list[sqlite3.Row]:
         with self._lock:
@@ -166,7 +218,9 @@ class Storage:
 
     # Governance decisions
 
-    def record_decision(self, *, proposal: dict[str, Any], status: str, reason: str) -> dict[str, Any]:
+    def record_decision(
+        self, *, proposal: dict[str, Any], status: str, reason: str, answer: AnswerRule = record_answer
+    ) -> Answered:
         decision_id, now = _new_id(), _now()
         decided_at = None if status == REVIEW else now
         with self._transaction() as db:
@@ -175,35 +229,64 @@ class Storage:
                 " decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (decision_id, proposal["id"], _json(proposal), status, reason, now, decided_at),
             )
-            return _decision(db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone())
+            row = db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
+            return self._answer(db, Write(_decision(row), applied=True), answer)
 
     def decision(self, decision_id: str) -> dict[str, Any] | None:
         rows = self._select("SELECT * FROM decisions WHERE decision_id = ?", decision_id)
         return _decision(rows[0]) if rows else None
 
-    def decisions(self, *, status: str | None, proposal_id: str | None) -> list[dict[str, Any]]:
+    def decisions(
+        self,
+        *,
+        status: str | None = None,
+        proposal_id: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Decisions oldest first; created_after is exclusive, created_before inclusive (timestamps as stored)."""
         rows = self._select(
             "SELECT * FROM decisions WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR proposal_id = ?2)"
-            " ORDER BY created_at, rowid",
+            " AND (?3 IS NULL OR created_at > ?3) AND (?4 IS NULL OR created_at <= ?4)"
+            " ORDER BY created_at, rowid LIMIT ?5",
             status,
             proposal_id,
+            created_after,
+            created_before,
+            -1 if limit is None else limit,
         )
         return [_decision(row) for row in rows]
 
-    def settle_review(self, decision_id: str, *, status: str, reason: str, reviewer: str) -> Write | None:
-        """Record a reviewer's decision on a decision in review; None if there is no such decision."""
+    def decided_reviews(self, *, after_seq: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Reviews a reviewer decided after the one numbered after_seq, in the order decided; and the last number."""
+        rows = self._select(
+            "SELECT * FROM decisions WHERE decided_seq > ? ORDER BY decided_seq LIMIT ?", after_seq, limit
+        )
+        last_seq = rows[-1]["decided_seq"] if rows else after_seq
+        return [_decision(row) for row in rows], last_seq
+
+    def settle_review(
+        self, decision_id: str, *, status: str, reason: str, reviewer: str, answer: AnswerRule = record_answer
+    ) -> Answered:
+        """Record a reviewer's decision on a decision in review; applied is false when it was decided already."""
         with self._transaction() as db:
+            # Numbered in the transaction that decides, under the write lock: the feed of decided
+            # reviews never shows a number before every smaller one is committed.
             updated = db.execute(
-                "UPDATE decisions SET status = ?, reason = ?, reviewer = ?, decided_at = ?"
+                "UPDATE decisions SET status = ?, reason = ?, reviewer = ?, decided_at = ?,"
+                " decided_seq = (SELECT COALESCE(MAX(decided_seq), 0) + 1 FROM decisions)"
                 " WHERE decision_id = ? AND status = ?",
                 (status, reason, reviewer, _now(), decision_id, REVIEW),
             ).rowcount
             row = db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
-        return Write(_decision(row), applied=bool(updated)) if row else None
+            if row is None:
+                raise NoSuchRecord(f"no decision {decision_id}")
+            return self._answer(db, Write(_decision(row), applied=bool(updated)), answer)
 
     # Policies
 
-    def apply_policy(self, proposal: dict[str, Any]) -> dict[str, Any]:
+    def apply_policy(self, proposal: dict[str, Any], *, answer: AnswerRule = record_answer) -> Answered:
         policy_id, now = _new_id(), _now()
         with self._transaction() as db:
             (version,) = db.execute(
@@ -214,7 +297,8 @@ class Storage:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (policy_id, proposal["id"], version, _json(proposal["rule"]), _json(proposal), now),
             )
-        return {"policy_id": policy_id, "version": version, "proposal_id": proposal["id"], "applied_at": now}
+            policy = {"policy_id": policy_id, "version": version, "proposal_id": proposal["id"], "applied_at": now}
+            return self._answer(db, Write(policy, applied=True), answer)
 
     def policy_versions(self, proposal_id: str) -> list[dict[str, Any]]:
         rows = self._select(
@@ -225,14 +309,14 @@ class Storage:
 
     # Notifications
 
-    def record_notification(self, body: dict[str, Any]) -> dict[str, Any]:
+    def record_notification(self, body: dict[str, Any], *, answer: AnswerRule = record_answer) -> Answered:
         notification_id, now = _new_id(), _now()
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO notifications (notification_id, proposal_id, body, sent_at) VALUES (?, ?, ?, ?)",
                 (notification_id, body.get("proposalId"), _json(body), now),
             )
-        return {"notification_id": notification_id, "sent_at": now}
+            return self._answer(db, Write({"notification_id": notification_id, "sent_at": now}, applied=True), answer)
 
     def notifications(self, *, proposal_id: str | None) -> list[dict[str, Any]]:
         rows = self._select(
@@ -245,14 +329,14 @@ class Storage:
 
     # Audit log
 
-    def append_audit(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def append_audit(self, entry: dict[str, Any], *, answer: AnswerRule = record_answer) -> Answered:
         audit_id, now = _new_id(), _now()
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO audit_log (audit_id, proposal_id, entry, recorded_at) VALUES (?, ?, ?, ?)",
                 (audit_id, entry["proposalId"], _json(entry), now),
             )
-        return {"audit_id": audit_id, "recorded_at": now}
+            return self._answer(db, Write({"audit_id": audit_id, "recorded_at": now}, applied=True), answer)
 
     def audit_entries(self, *, proposal_id: str | None) -> list[dict[str, Any]]:
         rows = self._select("SELECT * FROM audit_log WHERE ?1 IS NULL OR proposal_id = ?1 ORDER BY seq", proposal_id)
@@ -262,7 +346,7 @@ class Storage:
 
     # Backlog
 
-    def queue_proposal(self, proposal: dict[str, Any]) -> Write:
+    def queue_proposal(self, proposal: dict[str, Any], *, answer: AnswerRule = record_answer) -> Answered:
         """Queue a proposal for the sweep.
 
         Pending or taken: kept as it is, since the same id is the same proposal. Rejected: queued
@@ -272,7 +356,7 @@ class Storage:
         with self._transaction() as db:
             current = db.execute("SELECT * FROM backlog WHERE id = ?", (proposal["id"],)).fetchone()
             if current is not None and current["status"] != REJECTED:
-                return Write(_backlog_entry(current), applied=False)
+                return self._answer(db, Write(_backlog_entry(current), applied=False), answer)
             if current is None:
                 db.execute(
                     "INSERT INTO backlog (id, proposal, status, queued_at, updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -285,19 +369,25 @@ class Storage:
                     (_json(proposal), PENDING, now, now, proposal["id"]),
                 )
             row = db.execute("SELECT * FROM backlog WHERE id = ?", (proposal["id"],)).fetchone()
-        return Write(_backlog_entry(row), applied=True)
+            return self._answer(db, Write(_backlog_entry(row), applied=True), answer)
 
     def backlog(self, *, status: str, limit: int) -> list[dict[str, Any]]:
         rows = self._select("SELECT * FROM backlog WHERE status = ? ORDER BY queued_at, seq LIMIT ?", status, limit)
         return [_backlog_entry(row) for row in rows]
 
     def settle_backlog_entry(
-        self, proposal_id: str, *, status: str, reason: str | None = None, run_id: str | None = None
-    ) -> Write | None:
+        self,
+        proposal_id: str,
+        *,
+        status: str,
+        reason: str | None = None,
+        run_id: str | None = None,
+        answer: AnswerRule = record_answer,
+    ) -> Answered:
         """Mark a pending entry taken or rejected; an entry already settled keeps how it was settled.
 
-        None if there is no such entry. The caller compares the status to tell a repeat (fine) from
-        a contradiction (taken vs rejected).
+        The answer rule compares the status to tell a repeat (fine) from a contradiction (taken vs
+        rejected).
         """
         with self._transaction() as db:
             updated = db.execute(
@@ -305,20 +395,36 @@ class Storage:
                 (status, reason, run_id, _now(), proposal_id, PENDING),
             ).rowcount
             row = db.execute("SELECT * FROM backlog WHERE id = ?", (proposal_id,)).fetchone()
-        return Write(_backlog_entry(row), applied=bool(updated)) if row else None
+            if row is None:
+                raise NoSuchRecord(f"no backlog entry {proposal_id}")
+            return self._answer(db, Write(_backlog_entry(row), applied=bool(updated)), answer)
 
     # Idempotency
 
-    def stored_response(self, path: str, key: str) -> StoredResponse | None:
+    def kept_answer(self, path: str, key: str) -> Answer | None:
         rows = self._select("SELECT status_code, body FROM idempotent_responses WHERE path = ? AND key = ?", path, key)
-        return StoredResponse(rows[0]["status_code"], rows[0]["body"]) if rows else None
+        return Answer(rows[0]["status_code"], bytes(rows[0]["body"])) if rows else None
 
-    def store_response(self, path: str, key: str, response: StoredResponse) -> None:
-        with self._transaction() as db:
+
+def _number_decided_reviews(db: sqlite3.Connection) -> None:
+    """Give a database from before the decisions feed its decided_seq, numbering decided reviews as decided."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(decisions)")}
+    if "decided_seq" not in columns:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("ALTER TABLE decisions ADD COLUMN decided_seq INTEGER")
+            # A reviewer's decision is the one with a reviewer; governance's own have none.
             db.execute(
-                "INSERT INTO idempotent_responses (path, key, status_code, body, stored_at) VALUES (?, ?, ?, ?, ?)",
-                (path, key, response.status_code, response.body, _now()),
+                "UPDATE decisions SET decided_seq = numbered.seq FROM (SELECT decision_id,"
+                " ROW_NUMBER() OVER (ORDER BY decided_at, rowid) AS seq FROM decisions"
+                " WHERE reviewer IS NOT NULL AND decided_at IS NOT NULL) AS numbered"
+                " WHERE decisions.decision_id = numbered.decision_id"
             )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    db.executescript(DECIDED_SEQ_INDEX)
 
 
 def _decision(row: sqlite3.Row) -> dict[str, Any]:

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import stat
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-import hms_backend
 from hms_backend.__main__ import main
 from hms_backend.auth import verify_authorization
-
-INCLUDE_DIR = Path(hms_backend.__file__).resolve().parents[1]
 
 
 def test_new_secret_is_written_private_and_kept_on_a_second_run(tmp_path: Path):
@@ -55,49 +47,15 @@ def test_serve_without_a_secret_file_says_how_to_make_one(tmp_path: Path, capsys
     assert f"new-secret {missing}" in capsys.readouterr().err
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def server(live_backend) -> Iterator[tuple[str, Path]]:
     """`python -m hms_backend serve` on a free loopback port: its base URL and its secret file."""
-    secret_file = tmp_path / "hms_secret"
-    main(["new-secret", str(secret_file)])
-    port = free_port()
-    command = [sys.executable, "-m", "hms_backend", "serve", "--port", str(port)]
-    command += ["--data-dir", str(tmp_path / "data"), "--secret-file", str(secret_file)]
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "PYTHONPATH": str(INCLUDE_DIR)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert process.poll() is None, process.stdout.read().decode()
-            try:
-                httpx.get(f"{base_url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the backend did not answer within 15 s"
-                time.sleep(0.05)
-        yield base_url, secret_file
-        process.terminate()
-        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why it stopped.
-        assert process.wait(timeout=10) in (0, -signal.SIGTERM)
-        # The app closed its database on the way out: SQLite folds the WAL file back in on close.
-        assert (tmp_path / "data" / "hms_backend.sqlite3").exists()
-        assert not (tmp_path / "data" / "hms_backend.sqlite3-wal").exists()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+    yield live_backend.base_url, live_backend.secret_file
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why it stopped.
+    assert live_backend.stop() in (0, -signal.SIGTERM)
+    # The app closed its database on the way out: SQLite folds the WAL file back in on close.
+    assert live_backend.database_path.exists()
+    assert not live_backend.database_path.with_name(live_backend.database_path.name + "-wal").exists()
 
 
 def test_real_server_answers_over_http(server: tuple[str, Path], capsys):

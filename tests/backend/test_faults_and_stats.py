@@ -6,6 +6,8 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from hms_backend.faults import Fault, FaultInjector
@@ -95,7 +97,19 @@ def test_faults_can_be_listed_and_replaced(api: TestClient):
     api.put("/admin/faults", json={"route": "/svc/policy", "status": 500, "times": 1, "latency_ms": 5})
 
     assert api.get("/admin/faults").json() == {
-        "faults": [{"route": "/svc/policy", "method": "POST", "status": 500, "times": 1, "latency_ms": 5, "rate": 1.0}]
+        "faults": [
+            {
+                "route": "/svc/policy",
+                "method": "POST",
+                "status": 500,
+                "times": 1,
+                "latency_ms": 5,
+                "rate": 1.0,
+                "body": None,
+                "content_type": "application/json",
+                "hold_answer_ms": 0,
+            }
+        ]
     }
 
 
@@ -109,10 +123,113 @@ def test_fault_on_an_unknown_route_is_refused(api: TestClient):
     )
 
 
-def test_fault_that_does_nothing_is_refused(api: TestClient):
-    assert api.put("/admin/faults", json={"route": "/svc/policy"}).status_code == 422
-    assert api.put("/admin/faults", json={"route": "/svc/policy", "status": 503, "times": 0}).status_code == 422
-    assert api.put("/admin/faults", json={"route": "/svc/policy", "status": 200}).status_code == 422
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({}, "a status, a body, a latency_ms or a hold_answer_ms"),
+        ({"status": 503, "times": 0}, "times must be at least 1"),
+        ({"hold_answer_ms": 100, "status": 503}, "cannot come with a status or a body"),
+        ({"hold_answer_ms": 100, "body": "x"}, "cannot come with a status or a body"),
+        ({"status": 204, "body": "x"}, "a 204 answer has no body"),
+        ({"status": 199}, "status"),
+        ({"status": 600}, "status"),
+        ({"hold_answer_ms": 60_001}, "hold_answer_ms"),
+        ({"status": 200, "content_type": "text/html\r\nSet-Cookie: a=b"}, "content_type"),
+    ],
+    ids=str,
+)
+def test_fault_that_asks_for_nothing_or_for_nonsense_is_422_saying_why(api: TestClient, spec: dict, says: str):
+    answer = api.put("/admin/faults", json={"route": "/svc/policy", **spec})
+
+    assert answer.status_code == 422
+    assert says in answer.json()["error"]
+    assert api.get("/admin/faults").json() == {"faults": []}
+
+
+# Answers no HMS service would give, for clients that must not trust a 200.
+
+
+@pytest.mark.parametrize(
+    ("spec", "content_type", "content"),
+    [
+        ({"body": '{"status": "escalated"}'}, "application/json", b'{"status": "escalated"}'),
+        ({"status": 200, "body": '{"status": null}'}, "application/json", b'{"status": null}'),
+        (
+            {"status": 200, "body": "<html><body>Gateway login</body></html>", "content_type": "text/html"},
+            "text/html",
+            b"<html><body>Gateway login</body></html>",
+        ),
+        ({"status": 200, "body": "approved"}, "application/json", b"approved"),
+        ({"status": 502, "body": "", "content_type": "text/plain"}, "text/plain", b""),
+        ({"status": 503}, "application/json", b'{"error":"injected fault"}'),
+    ],
+    ids=["json-unknown-status", "json-null-status", "html-page", "not-json", "empty-502", "default-error"],
+)
+def test_fault_answers_anything_instead_of_the_handler(api: TestClient, route_stats, spec, content_type, content):
+    api.put("/admin/faults", json={"route": "/gov/validate", **spec}).raise_for_status()
+
+    answer = api.post("/gov/validate", json={"proposal": {"id": "p-1"}})
+
+    assert answer.status_code == spec.get("status", 200)
+    assert answer.headers["content-type"] == content_type
+    assert answer.content == content
+    assert api.get("/gov/decisions").json()["items"] == []
+    stats = route_stats("POST /gov/validate")
+    assert (stats["faults_served"], stats["side_effects"]) == (1, 0)
+
+
+def test_fault_with_a_204_answers_without_a_body(api: TestClient):
+    api.put("/admin/faults", json={"route": "/notifications", "status": 204})
+
+    answer = api.post("/notifications", json={"message": "m"})
+
+    assert (answer.status_code, answer.content) == (204, b"")
+    assert api.get("/notifications").json()["items"] == []
+
+
+def test_an_injected_200_is_not_kept_for_the_idempotency_key(api: TestClient, route_stats):
+    api.put("/admin/faults", json={"route": "/svc/policy", "body": '{"policy_id": "fake"}'})
+
+    injected = api.post("/svc/policy", json=POLICY, headers={"Idempotency-Key": "k"})
+    retried = api.post("/svc/policy", json=POLICY, headers={"Idempotency-Key": "k"})
+
+    assert injected.json() == {"policy_id": "fake"}
+    assert "Idempotent-Replayed" not in retried.headers
+    assert retried.json()["version"] == 1
+    assert route_stats("POST /svc/policy")["side_effects"] == 1
+
+
+# Answers held after the side effect, as a network that loses answers would.
+
+
+def test_held_answer_comes_after_the_side_effect_and_counts_once(api: TestClient, route_stats):
+    api.put("/admin/faults", json={"route": "/svc/policy", "hold_answer_ms": 1})
+
+    answer = api.post("/svc/policy", json=POLICY)
+
+    assert (answer.status_code, answer.json()["version"]) == (200, 1)
+    stats = route_stats("POST /svc/policy")
+    assert (stats["calls"], stats["side_effects"], stats["in_flight"], stats["faults_served"]) == (1, 1, 0, 0)
+
+
+def test_client_that_gave_up_on_a_held_answer_gets_it_on_retry_without_waiting(live_backend):
+    with live_backend.client() as hms:
+        hms.put("/admin/faults", json={"route": "/svc/policy", "hold_answer_ms": 60_000}).raise_for_status()
+    key = {"Idempotency-Key": "p-1:apply_policy"}
+
+    with live_backend.client(timeout=0.5) as impatient, pytest.raises(httpx.ReadTimeout):
+        impatient.post("/svc/policy", json=POLICY, headers=key)
+    # The first call is held for a minute; the retry answers within the client's 5 s all the same.
+    with live_backend.client() as hms:
+        retried = hms.post("/svc/policy", json=POLICY, headers=key)
+        versions = hms.get("/svc/policy/p-1").json()["versions"]
+        stats = hms.get("/stats").json()["routes"]["POST /svc/policy"]
+
+    assert (retried.status_code, retried.headers["Idempotent-Replayed"]) == (200, "true")
+    assert retried.json()["policy_id"] == versions[0]["policy_id"]
+    assert len(versions) == 1
+    # The held call is still in flight, holding its answer; it was counted once, as was its side effect.
+    assert (stats["calls"], stats["side_effects"], stats["in_flight"]) == (2, 1, 1)
 
 
 def test_fault_rate_hits_about_that_share_of_calls():

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from hms_backend import Settings, create_app
+from hms_backend.faults import route_key
+from hms_backend.idempotency import UnkeptAnswer
+from hms_backend.routing import ServiceRoute
 
 POLICY = {"id": "p-1", "rule": {"speed_limit": 30}}
 
@@ -122,3 +127,86 @@ async def test_concurrent_duplicates_apply_the_side_effect_once(settings: Settin
 def test_an_empty_or_oversized_key_is_400(api: TestClient):
     assert post_policy(api, "").status_code == 400
     assert post_policy(api, "k" * 256).status_code == 400
+
+
+def _in_review(api: TestClient) -> str:
+    return api.post("/gov/validate", json={"proposal": {"id": "p-big", "impact": "high"}}).json()["decision_id"]
+
+
+def _queued(api: TestClient) -> str:
+    api.post("/backlog/proposals", json={"id": "p-q", "rule": "r"})
+    return "p-q"
+
+
+# Every POST route, with a first call that applies its side effect: (path, body) after any set-up.
+POST_CALLS = {
+    "POST /gov/validate": lambda api: ("/gov/validate", {"proposal": {"id": "p-1", "impact": "high"}}),
+    "POST /gov/decisions/{decision_id}": lambda api: (
+        f"/gov/decisions/{_in_review(api)}",
+        {"approved": True, "reviewer": "alice"},
+    ),
+    "POST /svc/policy": lambda api: ("/svc/policy", POLICY),
+    "POST /notifications": lambda api: ("/notifications", {"message": "Policy #p-1 live", "proposalId": "p-1"}),
+    "POST /audit/log": lambda api: ("/audit/log", {"proposalId": "p-1", "action": "a", "outcome": "completed"}),
+    "POST /backlog/proposals": lambda api: ("/backlog/proposals", {"id": "p-1", "rule": "r"}),
+    "POST /backlog/proposals/{proposal_id}/taken": lambda api: (f"/backlog/proposals/{_queued(api)}/taken", {}),
+    "POST /backlog/proposals/{proposal_id}/rejected": lambda api: (
+        f"/backlog/proposals/{_queued(api)}/rejected",
+        {"reason": "invalid"},
+    ),
+}
+
+
+def test_every_post_route_is_checked_below(api: TestClient):
+    posts = {
+        route_key("POST", route.path)
+        for route in api.app.routes
+        if isinstance(route, ServiceRoute) and "POST" in route.methods
+    }
+
+    assert posts == set(POST_CALLS)
+
+
+@pytest.mark.parametrize("route", sorted(POST_CALLS))
+def test_every_post_route_replays_byte_for_byte_what_it_kept(api: TestClient, settings: Settings, route_stats, route):
+    path, body = POST_CALLS[route](api)
+
+    first = api.post(path, json=body, headers={"Idempotency-Key": "k"})
+    replay = api.post(path, json=body, headers={"Idempotency-Key": "k"})
+
+    assert 200 <= first.status_code < 300
+    assert (replay.status_code, replay.content) == (first.status_code, first.content)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert route_stats(route)["side_effects"] == 1
+    with sqlite3.connect(settings.database_path) as db:
+        assert db.execute("SELECT status_code, body FROM idempotent_responses").fetchall() == [
+            (first.status_code, first.content)
+        ]
+
+
+def test_a_denial_is_not_kept_so_a_retry_asks_governance_again(api: TestClient):
+    weekend = {"proposal": {"id": "p-1", "day": "Sun"}}
+
+    first = api.post("/gov/validate", json=weekend, headers={"Idempotency-Key": "k"})
+    retry = api.post("/gov/validate", json=weekend, headers={"Idempotency-Key": "k"})
+
+    assert first.status_code == retry.status_code == 400
+    assert "Idempotent-Replayed" not in retry.headers
+    assert [d["status"] for d in api.get("/gov/decisions").json()["items"]] == ["denied", "denied"]
+
+
+def test_a_handler_that_writes_nothing_cannot_answer_a_keyed_post(settings: Settings, token: str):
+    app = create_app(settings)
+    forgetful = APIRouter(route_class=ServiceRoute)
+
+    @forgetful.post("/forgetful")
+    async def answer_without_a_write() -> dict[str, str]:
+        return {"status": "done"}
+
+    app.include_router(forgetful)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+        assert client.post("/forgetful").status_code == 200
+        # A 2xx that no retry could replay would let the retry apply the side effect again: a 500 instead.
+        with pytest.raises(UnkeptAnswer, match="/forgetful answered 200"):
+            client.post("/forgetful", headers={"Idempotency-Key": "k"})

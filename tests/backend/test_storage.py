@@ -1,12 +1,20 @@
-"""Durability: the backend keeps everything across a restart on the same data dir."""
+"""Durability: the backend keeps everything across a restart on the same data dir, and a side
+effect never without the answer kept for its Idempotency-Key."""
 
 from __future__ import annotations
 
+import inspect
+import json
 import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from hms_backend import Settings, create_app
+from hms_backend.idempotency import UnkeptAnswer, keyed_request
+from hms_backend.storage import Storage
 
 
 def test_data_survives_a_restart(settings: Settings, token: str):
@@ -32,3 +40,126 @@ def test_data_survives_a_restart(settings: Settings, token: str):
 def test_storage_is_one_sqlite_file_in_wal_mode(api: TestClient, settings: Settings):
     with sqlite3.connect(settings.database_path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# Crash-safe idempotency: a side effect and the answer kept for its Idempotency-Key are one write.
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[Storage]:
+    with Storage.open(tmp_path / "hms.sqlite3") as opened:
+        yield opened
+
+
+def _in_review(storage: Storage) -> str:
+    answered = storage.record_decision(proposal={"id": "p-big", "impact": "high"}, status="review", reason="r")
+    return json.loads(answered.answer.body)["decision_id"]
+
+
+def _queued(storage: Storage) -> str:
+    storage.queue_proposal({"id": "p-q", "rule": "r"})
+    return "p-q"
+
+
+def _decisions(storage: Storage) -> list[tuple[str, str]]:
+    return [(d["proposal_id"], d["status"]) for d in storage.decisions()]
+
+
+def _backlog(storage: Storage) -> list[tuple[str, str]]:
+    return [
+        (e["id"], e["status"])
+        for status in ("pending", "taken", "rejected")
+        for e in storage.backlog(status=status, limit=10)
+    ]
+
+
+# Each write that applies a side effect: a set-up, the write, and what a reader sees of its effect.
+WRITES = {
+    "record_decision": (
+        lambda storage: None,
+        lambda storage, _: storage.record_decision(proposal={"id": "p-1"}, status="approved", reason="ok"),
+        _decisions,
+    ),
+    "settle_review": (
+        _in_review,
+        lambda storage, decision_id: storage.settle_review(decision_id, status="approved", reason="ok", reviewer="a"),
+        _decisions,
+    ),
+    "apply_policy": (
+        lambda storage: None,
+        lambda storage, _: storage.apply_policy({"id": "p-1", "rule": "r"}),
+        lambda storage: storage.policy_versions("p-1"),
+    ),
+    "record_notification": (
+        lambda storage: None,
+        lambda storage, _: storage.record_notification({"message": "m", "proposalId": "p-1"}),
+        lambda storage: storage.notifications(proposal_id=None),
+    ),
+    "append_audit": (
+        lambda storage: None,
+        lambda storage, _: storage.append_audit({"proposalId": "p-1", "action": "a", "outcome": "completed"}),
+        lambda storage: storage.audit_entries(proposal_id=None),
+    ),
+    "queue_proposal": (
+        lambda storage: None,
+        lambda storage, _: storage.queue_proposal({"id": "p-1", "rule": "r"}),
+        _backlog,
+    ),
+    "settle_backlog_entry": (
+        _queued,
+        lambda storage, proposal_id: storage.settle_backlog_entry(proposal_id, status="taken"),
+        _backlog,
+    ),
+}
+
+
+def test_every_write_method_is_checked_below():
+    # A write that applies a side effect is the one that takes the route's answer rule.
+    writes = {
+        name
+        for name, _ in inspect.getmembers(Storage, inspect.isfunction)
+        if "answer" in inspect.signature(getattr(Storage, name)).parameters
+    }
+
+    assert writes == set(WRITES)
+
+
+@pytest.mark.parametrize("write", sorted(WRITES))
+def test_when_keeping_the_answer_fails_the_side_effect_is_rolled_back(storage: Storage, tmp_path: Path, write):
+    set_up, apply, effects = WRITES[write]
+    target = set_up(storage)
+    before = effects(storage)
+    # The answer is written after the side effect, in the same transaction: this fails in between.
+    with sqlite3.connect(tmp_path / "hms.sqlite3") as db:
+        db.execute(
+            "CREATE TRIGGER answers_fail BEFORE INSERT ON idempotent_responses"
+            " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+
+    with keyed_request("/any", "k"), pytest.raises(sqlite3.IntegrityError, match="disk full"):
+        apply(storage, target)
+
+    assert effects(storage) == before
+    assert storage.kept_answer("/any", "k") is None
+
+
+@pytest.mark.parametrize("write", sorted(WRITES))
+def test_a_keyed_write_keeps_the_answer_it_gives(storage: Storage, write):
+    set_up, apply, effects = WRITES[write]
+    target = set_up(storage)
+    before = effects(storage)
+
+    with keyed_request("/any", "k"):
+        answered = apply(storage, target)
+
+    assert effects(storage) != before
+    assert storage.kept_answer("/any", "k") == answered.answer
+
+
+def test_a_keyed_request_gets_one_write(storage: Storage):
+    with keyed_request("/svc/policy", "k"):
+        storage.apply_policy({"id": "p-1", "rule": "r"})
+        with pytest.raises(UnkeptAnswer, match="already answered"):
+            storage.apply_policy({"id": "p-1", "rule": "r"})
+
+    assert [v["version"] for v in storage.policy_versions("p-1")] == [1]
