@@ -40,18 +40,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Context, TriggerRule, conf, dag, task
+from airflow.sdk import Context, TriggerRule, dag, task
 
-from hms_management.domain.services import BACKLOG, CONFIG_SECTION
-from hms_management.sweep.plan import (
-    DEFAULT_SCHEDULE,
-    REDRIVE,
-    SCHEDULE_KEY,
-    START_QUEUED,
-    SUMMARIZE,
-    SWEEP_DAG_ID,
-    sweep_schedule,
-)
+from hms_management.domain.services import BACKLOG
+from hms_management.orchestration.config import settings
+from hms_management.sweep.plan import REDRIVE, START_QUEUED, SUMMARIZE, SWEEP_DAG_ID, sweep_schedule
 
 SWEEP_TASK_SETTINGS = {
     # The next sweep is the retry: every step is idempotent and a failed sweep leaves its work pending.
@@ -66,7 +59,7 @@ SWEEP_TASK_SETTINGS = {
 
 @dag(
     dag_id=SWEEP_DAG_ID,
-    schedule=sweep_schedule(conf.get(CONFIG_SECTION, SCHEDULE_KEY, fallback=DEFAULT_SCHEDULE)),
+    schedule=sweep_schedule(settings().backlog_sweep_schedule),
     catchup=False,
     is_paused_upon_creation=False,
     # One sweep at a time; a second one waits. Steps are idempotent, so even two at once would

@@ -6,16 +6,21 @@ record audit**. The proposal is the run's conf (see *Run config* / *Params*); th
 before it asks governance.
 
 ## Reading a run
+- **The HMS Proposals view** (*Proposals* in the navigation, and the *Proposal* tab of a run) shows
+  each proposal's status in its own colour, its reason, its failed step and its review deadline.
 - **Run note** — the outcome and its reason, written when the run ends:
-  `COMPLETED`, `DENIED` (governance said no), `REVIEW TIMED OUT` (nobody decided in time) or
-  `FAILED at <step>`.
-- **Green run, policy steps skipped** — governance denied the proposal or its review timed out.
-  That is a business outcome, not a fault: nothing to retry.
-- **Purple `governance_gate` in state *deferred*** — the proposal waits for a human reviewer. It
-  holds no worker and no pool slot. Decide it with `POST /gov/decisions/<decision_id>` on the
-  governance service (the decision id is in the gate's log).
-- **Red run** — a step failed after its retries; `fail_run_if_a_step_failed` names it and the
-  audit record (`record_audit`) says the same to auditors.
+  `COMPLETED`, `DENIED` (governance said no), `REVIEW TIMED OUT` (nobody decided in time),
+  `FAILED at <step>`, or `IN REVIEW` (parked, see below). The note is for reading only: the status
+  comes from what the steps recorded, and editing a note changes nothing.
+- **Green run, policy steps skipped, `record_audit` done** — governance denied the proposal or its
+  review timed out. That is a business outcome, not a fault: nothing to retry.
+- **Green run, `governance_gate` done and every later step skipped, note `IN REVIEW`** — the
+  proposal waits for a human reviewer, parked: it holds no worker, pool slot, trigger or scheduler
+  turn. Reviewers decide in *Proposals → Awaiting review*; the DAG `review_watch` then resumes this
+  same run from the gate (its try number goes up), or when the review deadline passes.
+- **Red run** — a step failed after its retries, or governance answered something that is not a
+  decision (refused: fail closed); `fail_run_if_a_step_failed` names the step and the audit record
+  (`record_audit`) says the same to auditors.
 
 ## Triage
 - `apply_policy` / `notify_officers` / `record_audit` failed with `TransientServiceError`: the
@@ -28,6 +33,8 @@ before it asks governance.
   run was created some other way, e.g. `airflow dags trigger`). Nothing was sent to any service.
 - Tasks stuck in *scheduled*: their pool (`hms_*`, Admin → Pools) is full — the service's
   concurrency budget.
+- Runs waiting *queued*: at most `[hms_management] max_running_proposals` run at once; the rest
+  start in submission order (`priority: high` first) as others finish.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from airflow.sdk import Context, TriggerRule, chain, dag, task
 
 from hms_management.domain.proposal import DAG_ID
 from hms_management.domain.steps import APPLY_POLICY, FLAG_FAILURE, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT
+from hms_management.orchestration.config import settings
 from hms_management.orchestration.operators import (
     ApplyPolicyOperator,
     GovernanceGateOperator,
@@ -44,17 +52,15 @@ from hms_management.orchestration.operators import (
 )
 from hms_management.orchestration.params import proposal_params
 
-# Admission is bounded by the hms_* pools, not by run count: runs parked in human review must not
-# keep a new proposal from starting.
-MAX_ACTIVE_RUNS = 100_000
-
 
 @dag(
     dag_id=DAG_ID,
     schedule=None,
     catchup=False,
     is_paused_upon_creation=False,
-    max_active_runs=MAX_ACTIVE_RUNS,
+    # Proposals in review are finished runs (parked), so this bounds only proposals at work: a burst
+    # flows through in submission order instead of every run advancing one step per turn together.
+    max_active_runs=settings().max_running_proposals,
     params=proposal_params(),
     doc_md=__doc__,
     tags=["hms", "proposals"],
@@ -70,13 +76,8 @@ def proposal_orchestration():
     steps = [
         GovernanceGateOperator(task_id=GOVERNANCE_GATE),
         ApplyPolicyOperator(task_id=APPLY_POLICY),
-        NotifyOfficersOperator(task_id=NOTIFY_OFFICERS, policy_task_id=APPLY_POLICY),
-        RecordAuditOperator(
-            task_id=RECORD_AUDIT,
-            gate_task_id=GOVERNANCE_GATE,
-            policy_task_id=APPLY_POLICY,
-            notify_task_id=NOTIFY_OFFICERS,
-        ),
+        NotifyOfficersOperator(task_id=NOTIFY_OFFICERS),
+        RecordAuditOperator(task_id=RECORD_AUDIT),
     ]
     chain(*steps)
     steps >> fail_run_if_a_step_failed()

@@ -29,13 +29,13 @@ os.environ.update(
 import httpx  # noqa: E402 (after the environment above)
 import pytest  # noqa: E402
 
-from hms_management.client import AirflowClient  # noqa: E402
+from hms_stack.probe import StackProbe  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def agent(stack):
-    """Airflow's REST API as the HMS-A2A agent (role user) calls it."""
-    client = AirflowClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"])
+    """Airflow's REST API as the HMS-A2A agent (role user) calls it, with the tests' own look-ups."""
+    client = StackProbe(stack.api_url, "agent", stack.credentials()["airflow"]["agent"])
     yield client
     client.close()
 

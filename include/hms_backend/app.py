@@ -318,7 +318,7 @@ async def mark_taken(proposal_id: str, request: Request, body: TakenMark | None 
 @services.post("/backlog/proposals/{proposal_id}/rejected")
 async def mark_rejected(proposal_id: str, body: RejectedMark, request: Request) -> Response:
     written = backend_of(request).storage.settle_backlog_entry(
-        proposal_id, status=REJECTED, reason=body.reason, answer=_settled_answer(REJECTED)
+        proposal_id, status=REJECTED, reason=body.reason, redact=body.redact, answer=_settled_answer(REJECTED)
     )
     return respond(request, written)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from hms_backend.faults import NO_BODY_STATUSES, UNTIL_CLEARED
 
@@ -61,6 +61,15 @@ class AuditEntry(OpenRecord):
 class BacklogProposal(OpenRecord):
     id: ProposalId
 
+    @field_validator("id")
+    @classmethod
+    def addressable(cls, value: str) -> str:
+        # Its entry is marked through /backlog/proposals/{id}/…: an id no such path can name would
+        # stay pending for ever.
+        if "/" in value or value in (".", "..") or any(ord(c) < 32 for c in value):
+            raise ValueError("must be usable as one URL path segment: no '/', no control characters, not '.' or '..'")
+        return value
+
 
 class TakenMark(BaseModel):
     run_id: str | None = None
@@ -68,6 +77,9 @@ class TakenMark(BaseModel):
 
 class RejectedMark(BaseModel):
     reason: Text
+    # Where the queued proposal holds values that must not be kept (credential-like keys, as dotted
+    # paths with [n] for list items, e.g. `metadata.auth.api_key`): replaced by "[redacted]".
+    redact: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(default_factory=list, max_length=1000)
 
 
 # A media type and its parameters, in printable ASCII: the value becomes a header as it is.

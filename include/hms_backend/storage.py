@@ -13,6 +13,7 @@ idempotency.py).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import uuid
@@ -382,9 +383,11 @@ class Storage:
         status: str,
         reason: str | None = None,
         run_id: str | None = None,
+        redact: list[str] | None = None,
         answer: AnswerRule = record_answer,
     ) -> Answered:
         """Mark a pending entry taken or rejected; an entry already settled keeps how it was settled.
+        The values at `redact` (dotted paths into the queued proposal) are not kept.
 
         The answer rule compares the status to tell a repeat (fine) from a contradiction (taken vs
         rejected).
@@ -394,6 +397,10 @@ class Storage:
                 "UPDATE backlog SET status = ?, reason = ?, run_id = ?, updated_at = ? WHERE id = ? AND status = ?",
                 (status, reason, run_id, _now(), proposal_id, PENDING),
             ).rowcount
+            if updated and redact:
+                (stored,) = db.execute("SELECT proposal FROM backlog WHERE id = ?", (proposal_id,)).fetchone()
+                db.execute("UPDATE backlog SET proposal = ? WHERE id = ?",
+                           (_json(redacted(json.loads(stored), redact)), proposal_id))
             row = db.execute("SELECT * FROM backlog WHERE id = ?", (proposal_id,)).fetchone()
             if row is None:
                 raise NoSuchRecord(f"no backlog entry {proposal_id}")
@@ -438,6 +445,27 @@ def _decision(row: sqlite3.Row) -> dict[str, Any]:
         "decided_at": row["decided_at"],
         "proposal": json.loads(row["proposal"]),
     }
+
+
+REDACTED = "[redacted]"
+
+
+def redacted(document: Any, paths: list[str]) -> Any:
+    """`document` with the value at each dotted path (`a.b`, `a.items[2].c`) replaced by REDACTED;
+    a path that leads nowhere changes nothing."""
+    for path in paths:
+        steps = [int(part[:-1]) if part.endswith("]") else part
+                 for part in re.split(r"\.|\[", path) if part != ""]
+        node = document
+        for position, step in enumerate(steps):
+            found = (step in node) if isinstance(node, dict) else (
+                isinstance(node, list) and isinstance(step, int) and step < len(node))
+            if not found:
+                break
+            if position == len(steps) - 1:
+                node[step] = REDACTED
+            node = node[step]
+    return document
 
 
 def _backlog_entry(row: sqlite3.Row) -> dict[str, Any]:

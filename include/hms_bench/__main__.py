@@ -28,9 +28,9 @@ from typing import Any
 from hms_bench import report, scenarios
 from hms_bench.dags.proposal_floor import FLOOR_DAG_ID
 from hms_bench.scenarios import QUICK, Sizes
-from hms_management.client import AirflowClient
 from hms_management.domain.proposal import DAG_ID
 from hms_management.sweep.plan import SWEEP_DAG_ID
+from hms_stack.probe import StackProbe
 from hms_stack.stack import AIRFLOW_CFG, ROOT, Stack, free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -80,8 +80,8 @@ def naive_stack(state: Path) -> Stack:
                  serves_management_api=False)
 
 
-def client_of(stack: Stack) -> AirflowClient:
-    return AirflowClient(stack.api_url, "admin", stack.credentials()["airflow"]["admin"], timeout=60)
+def client_of(stack: Stack) -> StackProbe:
+    return StackProbe(stack.api_url, "admin", stack.credentials()["airflow"]["admin"], timeout=60)
 
 
 def run_product(sizes: Sizes, results: dict[str, Any], env: dict[str, str], only: set[str]) -> None:

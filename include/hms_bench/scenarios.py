@@ -19,6 +19,7 @@ from hms_management.client import AirflowClient
 from hms_management.domain.proposal import DAG_ID, run_id_for
 from hms_management.domain.steps import GOVERNANCE_GATE
 from hms_management.sweep.plan import SWEEP_DAG_ID
+from hms_stack.probe import StackProbe
 from hms_stack.stack import Stack
 
 RULE = {"optimise": "FOIA backlog", "max_days": 20}
@@ -123,7 +124,7 @@ def throughput(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 # -- parked -----------------------------------------------------------------------------------------
 
-def parked(stack: Stack, client: AirflowClient, sizes: Sizes, burst_per_min: float | None, *, timeout: float,
+def parked(stack: Stack, client: StackProbe, sizes: Sizes, burst_per_min: float | None, *, timeout: float,
            progress=print) -> dict[str, Any]:
     """Proposals held in governance review, then ordinary ones beside them."""
     mark = tag("parked")

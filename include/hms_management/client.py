@@ -58,14 +58,15 @@ class AirflowClient:
         if self._token is None or refresh:
             response = self._http.post("/auth/token", json=self._credentials)
             if response.status_code != 201:
-                raise ApiError(response.status_code, _body(response))
+                raise ApiError(response.status_code, response_body(response))
             self._token = response.json()["access_token"]
         return self._token
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One API call; a token that expired is fetched again once."""
+        extra_headers = kwargs.pop("headers", None) or {}  # kept for the retry after a token refresh
         for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {self.token(refresh=attempt == 2)}", **kwargs.pop("headers", {})}
+            headers = {"Authorization": f"Bearer {self.token(refresh=attempt == 2)}", **extra_headers}
             response = self._http.request(method, path, headers=headers, **kwargs)
             if response.status_code != 401:
                 return response
@@ -83,20 +84,14 @@ class AirflowClient:
     def submit(self, proposal: dict[str, Any]) -> Run:
         response = self.trigger(proposal, run_id=run_id_for(proposal["id"]))
         if response.status_code != 200:
-            raise ApiError(response.status_code, _body(response))
+            raise ApiError(response.status_code, response_body(response))
         return Run.from_api(response.json())
 
     def run(self, proposal_id: str) -> Run:
         response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id_for(proposal_id)}")
         if response.status_code != 200:
-            raise ApiError(response.status_code, _body(response))
+            raise ApiError(response.status_code, response_body(response))
         return Run.from_api(response.json())
-
-    def task_instances(self, proposal_id: str) -> dict[str, dict[str, Any]]:
-        response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id_for(proposal_id)}/taskInstances")
-        if response.status_code != 200:
-            raise ApiError(response.status_code, _body(response))
-        return {ti["task_id"]: ti for ti in response.json()["task_instances"]}
 
     def wait(self, proposal_id: str, *, timeout: float = 120.0, poll: float = 0.5) -> Run:
         """Poll until the run is terminal (its note is written in the same transaction as its state)."""
@@ -109,84 +104,8 @@ class AirflowClient:
                 raise TimeoutError(f"run {run.run_id} still {run.state} after {timeout:.0f} s")
             time.sleep(poll)
 
-    def count_runs(self, *, states: tuple[str, ...] = ()) -> int:
-        """How many proposal runs exist (in any of `states`, when given)."""
-        params: dict[str, Any] = {"limit": 1}
-        if states:
-            params["state"] = list(states)
-        response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params=params)
-        return response.json()["total_entries"]
 
-    def pool(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/api/v2/pools/{name}").json()
-
-    # -- backlog sweep: failed runs, step results, re-runs, notes ------------------------------
-
-    def failed_runs(self, *, ended_after: str | None = None, page_size: int = 100) -> list[Run]:
-        """Every failed proposal run (ended at or after `ended_after`, ISO 8601), all pages.
-
-        All pages are read before the caller acts on any run: a re-run leaves the failed list and
-        would shift the offsets of the pages still to read.
-        """
-        params: dict[str, Any] = {"state": "failed", "limit": page_size, "order_by": "id"}
-        if ended_after is not None:
-            params["end_date_gte"] = ended_after
-        runs: list[Run] = []
-        while True:
-            response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={**params, "offset": len(runs)})
-            if response.status_code != 200:
-                raise ApiError(response.status_code, _body(response))
-            page = response.json()["dag_runs"]
-            runs += [Run.from_api(run) for run in page]
-            if len(page) < page_size:
-                return runs
-
-    def step_result(self, proposal_id: str, task_id: str, key: str = "return_value") -> Any:
-        """What a step of the proposal's run left as XCom `key`; None when it left nothing."""
-        import json
-
-        response = self.request(
-            "GET",
-            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id_for(proposal_id)}/taskInstances/{task_id}/xcomEntries/{key}",
-        )
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise ApiError(response.status_code, _body(response))
-        value = response.json()["value"]
-        if isinstance(value, str):  # the API returns the value as stored: a JSON document in a string
-            try:
-                return json.loads(value)
-            except ValueError:
-                return value
-        return value
-
-    def rerun_from_step(self, proposal_id: str, task_id: str) -> list[str]:
-        """Clear the proposal's run from `task_id` on (the step and every step after it); the
-        scheduler runs them again and the run's state follows. Returns the cleared task ids."""
-        body = {
-            "dag_run_id": run_id_for(proposal_id),
-            "task_ids": [task_id],
-            "include_downstream": True,
-            # The audit step succeeded on the failed attempt; it must run again to record the new outcome.
-            "only_failed": False,
-            "reset_dag_runs": True,
-            "dry_run": False,
-        }
-        response = self.request("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json=body)
-        if response.status_code != 200:
-            raise ApiError(response.status_code, _body(response))
-        return sorted({ti["task_id"] for ti in response.json()["task_instances"]})
-
-    def set_run_note(self, dag_id: str, run_id: str, note: str) -> None:
-        """Write a run's note (at most 1,000 characters), where analysts read a run at a glance."""
-        response = self.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", params={"update_mask": "note"},
-                                json={"note": note[:1000]})
-        if response.status_code != 200:
-            raise ApiError(response.status_code, _body(response))
-
-
-def _body(response: httpx.Response) -> Any:
+def response_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
@@ -227,14 +146,14 @@ class ManagementClient:
         """Submit (or find) a proposal; with `wait`, its final status if it ends in time."""
         response = self.post(proposal, wait=wait)
         if response.status_code not in (200, 202):
-            raise ApiError(response.status_code, _body(response))
+            raise ApiError(response.status_code, response_body(response))
         return response.json()
 
     def status(self, proposal_id: str, *, wait: float = 0) -> dict[str, Any]:
         params = {"wait": wait} if wait else None
         response = self._airflow.request("GET", f"/management/proposals/{proposal_id}", params=params)
         if response.status_code != 200:
-            raise ApiError(response.status_code, _body(response))
+            raise ApiError(response.status_code, response_body(response))
         return response.json()
 
     def wait(self, proposal_id: str, *, timeout: float = 120.0) -> dict[str, Any]:
@@ -245,9 +164,23 @@ class ManagementClient:
             if status["status"] in OUTCOMES or time.monotonic() >= deadline:
                 return status
 
-    def list(self, *, status: str | None = None, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
-        params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
+    def list(self, *, status: str | None = None, submitter: str | None = None, text: str | None = None,
+             limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in {"status": status, "submitter": submitter, "q": text, "limit": limit,
+                                    "cursor": cursor}.items() if v is not None}
         response = self._airflow.request("GET", "/management/proposals", params=params)
         if response.status_code != 200:
-            raise ApiError(response.status_code, _body(response))
+            raise ApiError(response.status_code, response_body(response))
         return response.json()
+
+    def counts(self) -> dict[str, int]:
+        """How many proposals are in each status."""
+        response = self._airflow.request("GET", "/management/counts")
+        if response.status_code != 200:
+            raise ApiError(response.status_code, response_body(response))
+        return response.json()["counts"]
+
+    def decide(self, proposal_id: str, *, approved: bool, reason: str) -> httpx.Response:
+        """A reviewer's decision on a proposal awaiting review; the raw answer (200, 403, 404, 409)."""
+        return self._airflow.request("POST", f"/management/proposals/{proposal_id}/decision",
+                                     json={"approved": approved, "reason": reason})

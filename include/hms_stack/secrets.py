@@ -8,8 +8,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-# user → Airflow role; backlog_sweeper is the backlog sweep's own user (the airflow_api connection).
-USERS = {"admin": "admin", "agent": "user", "analyst": "viewer", "backlog_sweeper": "user"}
+# user → Airflow role; reviewer decides reviews ([hms_management] reviewers); backlog_sweeper is the
+# Management Layer's own user (the backlog sweep and the review watcher, connection airflow_api).
+USERS = {"admin": "admin", "agent": "user", "analyst": "viewer", "reviewer": "user", "backlog_sweeper": "user"}
 
 
 def _write_private(path: Path, data: Any) -> None:

@@ -36,7 +36,7 @@ COMPONENTS = {
     "triggerer": ["--skip-serve-logs"],
 }
 HMS_SERVICES_MODULE = "hms_management.domain.services"
-SWEEP_MODULE = "hms_management.sweep.plan"
+SWEEP_MODULE = "hms_management.orchestration.airflow_api"
 READY_TIMEOUT = 180.0
 
 
@@ -204,8 +204,8 @@ class Stack:
             "host": self.api_host,
             "port": self.api_port,
             "schema": "http",
-            "login": sweep.SWEEPER_USER,
-            "password": stack_secrets.load_or_create(self.state)["passwords"][sweep.SWEEPER_USER],
+            "login": sweep.AUTOMATION_USER,
+            "password": stack_secrets.load_or_create(self.state)["passwords"][sweep.AUTOMATION_USER],
         }
         path = self.state / "connections.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 
@@ -119,3 +120,25 @@ def test_rejection_needs_a_reason(api: TestClient):
     queue(api, "p-1")
 
     assert api.post("/backlog/proposals/p-1/rejected", json={}).status_code == 422
+
+
+@pytest.mark.parametrize("proposal_id", ["a/b", "..", ".", "tab\there"])
+def test_an_id_its_routes_cannot_address_is_refused_when_queued_not_left_pending(api: TestClient, proposal_id):
+    answer = queue(api, proposal_id)
+
+    assert answer.status_code == 422
+    assert "body.id" in answer.json()["error"] and "one URL path segment" in answer.json()["error"]
+    assert pending(api) == []
+
+
+def test_a_rejection_keeps_no_value_it_is_told_to_redact(api: TestClient):
+    queue(api, "leaky", token="eyJsecret", metadata={"auth": {"api_key": "k-123"}, "team": "foia"})
+
+    answer = api.post("/backlog/proposals/leaky/rejected",
+                      json={"reason": "credentials", "redact": ["token", "metadata.auth.api_key", "no.such.key"]})
+
+    assert answer.status_code == 200
+    [entry] = pending(api, status="rejected")
+    assert entry["proposal"] == {"id": "leaky", "rule": "r", "token": "[redacted]",
+                                 "metadata": {"auth": {"api_key": "[redacted]"}, "team": "foia"}}
+    assert "eyJsecret" not in answer.text and "k-123" not in answer.text

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hms_management.domain.services import SERVICES
-from hms_management.sweep.plan import AIRFLOW_API_CONN_ID, SWEEPER_USER
+from hms_management.orchestration.airflow_api import AIRFLOW_API_CONN_ID, AUTOMATION_USER
 from hms_stack import secrets as stack_secrets
 from hms_stack.distributed import SECRET_ENV, ContainerSetup, password_env
 
@@ -63,8 +63,8 @@ def test_container_setup_points_the_connections_at_the_compose_services(tmp_path
         assert (connections[service.conn_id]["host"], connections[service.conn_id]["port"]) == ("hms-backend", 8090)
         assert connections[service.conn_id]["extra"].startswith('{"Authorization": "Bearer ')
     api = connections[AIRFLOW_API_CONN_ID]
-    assert (api["host"], api["port"], api["login"]) == ("api-server", 8080, SWEEPER_USER)
-    assert api["password"] == env[password_env(SWEEPER_USER)]
+    assert (api["host"], api["port"], api["login"]) == ("api-server", 8080, AUTOMATION_USER)
+    assert api["password"] == env[password_env(AUTOMATION_USER)]
 
 
 def test_container_setup_writes_the_users_passwords_from_the_env_file(tmp_path, env):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TAGS = {"hms", "proposals", "backlog"}  # the controlled vocabulary analysts filter by
+TAGS = {"hms", "proposals", "backlog", "review"}  # the controlled vocabulary analysts filter by
 
 
 class TouchedAtParse(Exception):
@@ -47,27 +47,29 @@ def test_dags_carry_docs_and_known_tags(dagbag):
         assert set(dag.tags) <= TAGS, (dag.dag_id, dag.tags)
 
 
-def http_tasks(dagbag):
-    from airflow.providers.http.operators.http import HttpOperator
+def hms_steps(dagbag):
+    from hms_management.orchestration.operators import HmsStepOperator
 
-    return [t for dag in dagbag.dags.values() for t in dag.tasks if isinstance(t, HttpOperator)]
+    return [t for dag in dagbag.dags.values() for t in dag.tasks if isinstance(t, HmsStepOperator)]
 
 
-def test_every_http_task_has_a_committed_pool_retries_and_a_timeout(dagbag):
+def test_every_hms_step_has_a_committed_pool_retries_and_a_timeout(dagbag):
     pools = json.loads((ROOT / "config" / "pools.json").read_text())
-    tasks = http_tasks(dagbag)
-    assert {t.task_id for t in tasks} >= {"apply_policy", "notify_officers", "record_audit"}
+    tasks = hms_steps(dagbag)
+    assert {t.task_id for t in tasks} == {"apply_policy", "notify_officers", "record_audit"}
     for task in tasks:
         assert task.pool in pools, task.task_id
         assert task.retries >= 1, task.task_id
         assert task.retry_exponential_backoff, task.task_id
-        assert task.extra_options.get("timeout"), task.task_id
+        assert 0 < task.request_timeout <= 60, task.task_id
 
 
-def test_governance_gate_is_in_its_pool_and_proposals_are_not_capped_by_run_count(dagbag):
+def test_the_gate_has_its_pool_and_running_proposals_follow_the_setting(dagbag):
+    from hms_management.orchestration.config import settings
+
     dag = dagbag.dags["proposal_orchestration"]
-    assert dag.get_task("governance_gate").pool == "hms_governance"
-    assert dag.max_active_runs >= 10_000
+    assert dag.get_task("governance_gate").pool in json.loads((ROOT / "config" / "pools.json").read_text())
+    assert dag.max_active_runs == settings().max_running_proposals
 
 
 def test_audit_runs_on_every_outcome_and_a_failure_flag_decides_the_run_state(dagbag):

@@ -50,8 +50,9 @@ def stack() -> Iterator[Stack]:
         api_port=free_port(),
         hms_port=free_port(),
         extra_env={
-            "AIRFLOW__HMS_MANAGEMENT__REVIEW_POLL_SECONDS": "0.5",
+            "AIRFLOW__HMS_MANAGEMENT__REVIEW_WATCH_POLL_SECONDS": "0.5",
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT_SECONDS),
+            "AIRFLOW__HMS_MANAGEMENT__REVIEW_REMINDER_SECONDS": str(REVIEW_TIMEOUT_SECONDS // 2),
             # The tests start sweeps themselves; a scheduled one would blur their counts.
             "AIRFLOW__HMS_MANAGEMENT__BACKLOG_SWEEP_SCHEDULE": "none",
         },
@@ -78,11 +79,13 @@ def analyst(stack: Stack) -> Iterator[ManagementClient]:
 
 @pytest.fixture
 def backend_calls(hms: httpx.Client):
-    """Calls each backend route has received so far (but /stats, which this reads)."""
+    """Calls each backend route has received so far, but /stats (which this reads) and the review
+    watcher's look at the decision feed (GET /gov/decisions, every poll, whatever proposals do)."""
 
     def read() -> dict[str, int]:
         routes = hms.get("/stats").json()["routes"]
-        return {route: counts["calls"] for route, counts in routes.items() if route != "GET /stats"}
+        return {route: counts["calls"] for route, counts in routes.items()
+                if route not in ("GET /stats", "GET /gov/decisions")}
 
     return read
 

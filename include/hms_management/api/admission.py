@@ -11,10 +11,12 @@ It only judges callers allowed to trigger the DAG; anyone else reaches Airflow's
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hms_management.domain.priority import run_after_for
 from hms_management.domain.proposal import DAG_ID, InvalidProposal, JsonBodyError, load_json, parse_proposal, run_id_for
 
 TRIGGER_PATH = f"/api/v2/dags/{DAG_ID}/dagRuns"
@@ -42,9 +44,14 @@ def refusal(errors: list[dict[str, str]]) -> dict[str, Any]:
             "errors": errors}
 
 
-def admitted_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The body Airflow gets: the run id derived from the proposal id when the caller left it out."""
-    return {**body, "dag_run_id": run_id_for(body["conf"]["id"])}
+def admitted_body(body: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+    """The body Airflow gets: the run id derived from the proposal id when the caller left it out,
+    and a high-priority proposal dated ahead of the queue (queued runs start by `run_after`)."""
+    admitted = {**body, "dag_run_id": run_id_for(body["conf"]["id"])}
+    priority = body["conf"].get("priority", "normal")
+    if priority != "normal" and body.get("run_after") is None:
+        admitted["run_after"] = run_after_for(priority, now).isoformat()
+    return admitted
 
 
 class ProposalAdmissionMiddleware:
@@ -83,7 +90,7 @@ class ProposalAdmissionMiddleware:
             await _answer(send, 400, refusal(errors))
             return
 
-        raw = json.dumps(admitted_body(body)).encode()
+        raw = json.dumps(admitted_body(body, now=datetime.now(UTC))).encode()
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
         headers.append((b"content-length", str(len(raw)).encode()))
         await self.app({**scope, "headers": headers}, _replay(raw), send)

@@ -2,7 +2,8 @@
 
 The contract HMS agents were written against — `POST /management/proposals {id, rule}` →
 `{"status": "completed"}` — on top of Airflow runs, guarded by Airflow's own tokens and roles:
-role `user` may submit, `viewer` may read. A bad body never starts a run or reaches a service.
+role `user` may submit, `viewer` may read, the users named in `[hms_management] reviewers` may
+decide reviews (never their own proposals). A bad body never starts a run or reaches a service.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from hms_management.api import proposals as proposal_runs
 from hms_management.api.admission import MAX_BODY_BYTES, is_json, read_body, refusal
 from hms_management.api.auth import may, user_of
-from hms_management.api.proposals import STATUSES, ProposalConflict, ProposalRun
+from hms_management.api.proposals import Filters, ProposalConflict, ProposalView
+from hms_management.api.reviews import ReviewRefused, decide
+from hms_management.domain.outcome import STATUSES
 from hms_management.domain.proposal import (
     DAG_ID,
     ID_PATTERN,
@@ -67,11 +70,18 @@ class ProposalStatus(BaseModel):
     id: str
     run_id: str
     status: str = Field(description="queued, running, awaiting_governance, completed, denied, review_timeout, failed")
-    reason: str | None = Field(None, description="Why it ended as it did (terminal statuses)")
+    reason: str | None = Field(None, description="Why it ended as it did, or why it waits for a reviewer")
     failed_step: str | None = None
+    title: str | None = None
+    submitted_by: str | None = Field(None, description="Whom the proposal names, else the user that submitted it")
+    priority: str | None = None
+    impact: str | None = None
     submitted_at: datetime | None = None
     ended_at: datetime | None = None
-    governance: dict[str, Any] | None = Field(None, description="The governance decision, once there is one")
+    governance: dict[str, Any] | None = Field(
+        None, description="The governance decision, once there is one; in review: decision_id, reason, "
+                          "created_at (in review since) and deadline")
+    rule: dict[str, Any] | str | None = Field(None, description="The rule to put live (on a proposal's own page)")
     steps: list[StepState] | None = None
     links: Links
 
@@ -86,6 +96,15 @@ class ProposalStatus(BaseModel):
 class ProposalPage(BaseModel):
     items: list[ProposalStatus]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; absent on the last")
+
+
+class Decision(BaseModel):
+    """A reviewer's decision on a proposal awaiting review."""
+
+    model_config = {"extra": "forbid"}
+
+    approved: bool = Field(strict=True)
+    reason: str = Field(min_length=1, max_length=1000, description="Why; kept in the audit record")
 
 
 def _authorized(method: str):
@@ -131,22 +150,27 @@ def _ui_link(run_id: str) -> str:
     return f"{conf.get('api', 'base_url', fallback='').rstrip('/')}/dags/{DAG_ID}/runs/{run_id}"
 
 
-def _status(run: ProposalRun, *, details: bool) -> dict[str, Any]:
-    outcome = run.outcome or {}
+def _status(view: ProposalView, *, details: bool) -> dict[str, Any]:
+    conf = view.conf
     body = ProposalStatus(
-        id=run.id,
-        run_id=run.run_id,
-        status=run.status,
-        reason=run.reason if run.terminal else None,
-        failed_step=outcome.get("failed_step"),
-        submitted_at=run.queued_at,
-        ended_at=run.end_date if run.terminal else None,
-        governance=run.decision,
+        id=view.id,
+        run_id=view.run_id,
+        status=view.status,
+        reason=view.reason,
+        failed_step=view.failed_step,
+        title=conf.get("title"),
+        submitted_by=conf.get("submitted_by") or view.triggered_by,
+        priority=conf.get("priority"),
+        impact=conf.get("impact"),
+        submitted_at=view.queued_at,
+        ended_at=view.end_date if view.terminal else None,
+        governance=view.decision,
+        rule=conf.get("rule") if details else None,
         steps=[StepState(task_id=s.task_id, state=s.state, tries=s.try_number, start_date=s.start_date,
-                         end_date=s.end_date) for s in run.steps] if details else None,
-        links=Links(ui=_ui_link(run.run_id), status=f"/management/proposals/{run.id}"),
+                         end_date=s.end_date) for s in view.steps] if details else None,
+        links=Links(ui=_ui_link(view.run_id), status=f"/management/proposals/{view.id}"),
     )
-    return body.model_dump(mode="json", exclude=None if details else {"steps"})
+    return body.model_dump(mode="json", exclude=None if details else {"steps", "rule"})
 
 
 async def _read_body(request: Request) -> bytes:
@@ -168,12 +192,13 @@ async def _refused(request: Request, err: _Refused) -> JSONResponse:
     return JSONResponse({"detail": err.reason}, err.status)
 
 
-async def _wait_until_terminal(proposal_id: str, seconds: float) -> ProposalRun:
+async def _wait_until_terminal(proposal_id: str, seconds: float) -> ProposalView | None:
+    """The proposal once it ends, or as it stands when time runs out; None if its run is deleted."""
     deadline, pause = time.monotonic() + seconds, FIRST_LOOK_AFTER
     while True:
         run = await run_in_threadpool(proposal_runs.get, proposal_id)
         remaining = deadline - time.monotonic()
-        if run.terminal or remaining <= 0:
+        if run is None or run.terminal or remaining <= 0:
             return run
         await asyncio.sleep(min(pause, remaining))
         pause = min(pause * 1.6, LONGEST_LOOK_INTERVAL)
@@ -221,8 +246,14 @@ async def submit_proposal(request: Request, user: Caller, wait: WaitParam = 0) -
                                        "use a new id for a new proposal", "run_id": proposal.run_id}, 409)
     if wait > 0:
         run = await _wait_until_terminal(proposal.id, wait)
+        if run is None:
+            return _gone(proposal.id)
     code = 200 if (run.terminal and wait > 0) or not started else 202
     return JSONResponse(_status(run, details=False), code)
+
+
+def _gone(proposal_id: str) -> JSONResponse:
+    return JSONResponse({"detail": f"no proposal {proposal_id!r} (no run {run_id_for(proposal_id)!r})"}, 404)
 
 
 ProposalId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="The proposal's id")]
@@ -232,17 +263,25 @@ ProposalId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, d
          summary="A proposal's status, steps and governance decision", responses={404: {"description": "Unknown id"}})
 async def proposal_status(proposal_id: ProposalId, wait: WaitParam = 0) -> JSONResponse:
     run = await run_in_threadpool(proposal_runs.get, proposal_id)
-    if run is None:
-        return JSONResponse({"detail": f"no proposal {proposal_id!r} (no run {run_id_for(proposal_id)!r})"}, 404)
-    if wait > 0:
+    if run is not None and wait > 0:
         run = await _wait_until_terminal(proposal_id, wait)
+    if run is None:
+        return _gone(proposal_id)
     return JSONResponse(_status(run, details=True), 200)
 
 
+StatusParam = Annotated[str | None, Query(description="One of: " + ", ".join(STATUSES))]
+SubmitterParam = Annotated[str | None, Query(max_length=200, description="Whom the proposal names as submitted_by, "
+                                                                         "or the user that submitted it")]
+TextParam = Annotated[str | None, Query(alias="q", max_length=200, description="Text in the id or the title")]
+
+
 @app.get("/proposals", dependencies=[_authorized("GET")], response_model=ProposalPage,
-         summary="Proposals, newest first")
+         summary="Proposals, newest first", responses={400: {"description": "Unknown status or a bad cursor"}})
 async def list_proposals(
-    status: Annotated[str | None, Query(description="One of: " + ", ".join(STATUSES))] = None,
+    status: StatusParam = None,
+    submitter: SubmitterParam = None,
+    text: TextParam = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> JSONResponse:
@@ -253,8 +292,40 @@ async def list_proposals(
             proposal_runs.decode_cursor(cursor)
     except ValueError as err:
         return JSONResponse({"detail": f"cursor: {err}"}, 400)
-    runs, next_cursor = await run_in_threadpool(proposal_runs.list_page, status, limit, cursor)
+    filters = Filters(status=status, submitter=submitter, text=text)
+    runs, next_cursor = await run_in_threadpool(proposal_runs.list_page, filters, limit, cursor)
     page = {"items": [_status(run, details=False) for run in runs]}
     if next_cursor:
         page["next_cursor"] = next_cursor
     return JSONResponse(page, 200)
+
+
+@app.get("/counts", dependencies=[_authorized("GET")], summary="How many proposals are in each status")
+async def count_proposals(submitter: SubmitterParam = None, text: TextParam = None) -> JSONResponse:
+    counts = await run_in_threadpool(proposal_runs.counts, Filters(submitter=submitter, text=text))
+    return JSONResponse({"counts": counts, "total": sum(counts.values())}, 200)
+
+
+@app.post(
+    "/proposals/{proposal_id}/decision",
+    summary="Decide a proposal awaiting review (reviewers only)",
+    responses={
+        200: {"description": "Decided: the governance decision; the proposal resumes within seconds"},
+        400: {"description": "The body is not {approved: bool, reason: str}"},
+        403: {"description": "Not a reviewer, or the caller submitted the proposal (four-eyes rule)"},
+        404: {"description": "Unknown id"},
+        409: {"description": "Not awaiting review: decided already, timed out, or never in review"},
+    },
+)
+async def decide_review(proposal_id: ProposalId, request: Request, user: Caller) -> JSONResponse:
+    try:
+        body = Decision.model_validate(load_json(await _read_body(request)))
+    except ValidationError as err:
+        return JSONResponse(refusal([{"field": ".".join(map(str, e["loc"])) or "(body)", "reason": e["msg"]}
+                                     for e in err.errors(include_url=False)]), 400)
+    try:
+        view, decision = await run_in_threadpool(decide, proposal_id, approved=body.approved, reason=body.reason,
+                                                 reviewer=user.get_name())
+    except ReviewRefused as err:
+        return JSONResponse({"detail": str(err)}, err.status)
+    return JSONResponse({**_status(view, details=False), "decision": decision}, 200)

@@ -1,35 +1,45 @@
-"""Proposals as runs in Airflow's metadata database: start one, read one, list them.
+"""Proposals as the api-server reads them from Airflow's metadata database: start one, read one,
+list and count them, the reviews awaiting a decision.
 
-Used by the /management API inside the api-server, which owns the database connection (so this
-module is imported there only). Each function opens one short session; async callers run them in
-a thread.
+A proposal's status comes from what its workflow recorded — the run's state, the outcome the audit
+step returned, the decision the gate kept (`domain.outcome.proposal_status`) — never from its run
+note. Lists compute the same status in SQL, so filters and counts agree with a single proposal's
+view. Each function opens one short session; async callers run them in a thread.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime
-from types import SimpleNamespace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.exceptions import DagRunAlreadyExists
-from airflow.models.dagrun import DagRun, DagRunNote
+from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 from airflow.utils.types import DagRunTriggeredByType
-from sqlalchemy import select
+from sqlalchemy import String, and_, case, cast, func, literal, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
-from hms_management.domain.outcome import COMPLETED, DENIED, FAILED, HEADLINE_LABELS, OUTCOMES, REVIEW_TIMEOUT
-from hms_management.domain.proposal import DAG_ID, RUN_ID_PREFIX, InvalidProposal, Proposal, parse_proposal, run_id_for
+from hms_management.domain.outcome import (
+    AWAITING_GOVERNANCE,
+    FAILED,
+    NO_AUDIT_RECORD,
+    OUTCOMES,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    proposal_status,
+)
+from hms_management.domain.priority import run_after_for
+from hms_management.domain.proposal import DAG_ID, Proposal, proposal_id_of, run_id_for, same_proposal
 from hms_management.domain.steps import DECISION_KEY, GOVERNANCE_GATE, RECORD_AUDIT, TASK_ORDER
-from hms_management.orchestration.run_notes import MARK
-
-QUEUED, RUNNING, AWAITING_GOVERNANCE = "queued", "running", "awaiting_governance"
-STATUSES = (QUEUED, RUNNING, AWAITING_GOVERNANCE, *OUTCOMES)
+from hms_management.orchestration.run_records import RETURN_VALUE, outcome_and_decision
 
 
 class ProposalConflict(Exception):
@@ -46,7 +56,9 @@ class Step:
 
 
 @dataclass
-class ProposalRun:
+class ProposalView:
+    """A proposal as /management and the Proposals view show it."""
+
     id: str
     run_id: str
     status: str
@@ -56,6 +68,7 @@ class ProposalRun:
     start_date: datetime | None
     end_date: datetime | None
     conf: dict[str, Any]
+    triggered_by: str | None
     outcome: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
     steps: list[Step] = field(default_factory=list)
@@ -68,91 +81,135 @@ class ProposalRun:
     def reason(self) -> str | None:
         if self.outcome:
             return self.outcome.get("reason")
-        if self.note and self.note.startswith(MARK):  # "Outcome: FAILED at apply_policy: <reason>"
-            return self.note.removeprefix(MARK).split(": ", 1)[-1].split("\n\n", 1)[0]
+        if self.status == AWAITING_GOVERNANCE and self.decision:
+            return self.decision.get("reason")
+        if self.status == FAILED:
+            return NO_AUDIT_RECORD
         return None
 
+    @property
+    def failed_step(self) -> str | None:
+        return (self.outcome or {}).get("failed_step")
 
-def status_of(run_state: str, note: str | None, gate_state: str | None) -> str:
-    """A proposal's status from its run's state, its outcome note and its governance gate."""
-    if run_state in ("success", "failed"):
-        for outcome, label in HEADLINE_LABELS.items():
-            if note and note.startswith(MARK + label):
-                return outcome
-        return FAILED if run_state == "failed" else COMPLETED
-    if run_state == "queued":
-        return QUEUED
-    return AWAITING_GOVERNANCE if gate_state == "deferred" else RUNNING
+    @property
+    def submitters(self) -> set[str]:
+        """Who raised it: the user that triggered the run, and whom the proposal names."""
+        return {name for name in (self.triggered_by, self.conf.get("submitted_by")) if name}
 
 
-def same_proposal(stored_conf: dict[str, Any] | None, proposal: Proposal) -> bool:
-    try:
-        return parse_proposal(stored_conf).as_conf() == proposal.as_conf()
-    except InvalidProposal:
-        return False
-
-
-def start(proposal: Proposal, user_name: str) -> tuple[ProposalRun, bool]:
+def start(proposal: Proposal, user_name: str, *, now: datetime | None = None) -> tuple[ProposalView, bool]:
     """Start the proposal's run, or find it: (the run, whether it was started now)."""
+    now = now or datetime.now(UTC)
     try:
         with create_session(scoped=False) as session:
             trigger_dag(DAG_ID, triggered_by=DagRunTriggeredByType.REST_API, run_id=proposal.run_id,
-                        conf=proposal.as_conf(), triggering_user_name=user_name, session=session)
+                        conf=proposal.as_conf(), triggering_user_name=user_name,
+                        run_after=run_after_for(proposal.priority, now), session=session)
         started = True
     except (DagRunAlreadyExists, IntegrityError):  # IntegrityError: a concurrent twin won the race
         started = False
-    run = get(proposal.id)
-    if run is None:
+    view = get(proposal.id)
+    if view is None:
         raise RuntimeError(f"run {proposal.run_id} neither started nor found")
-    if not started and not same_proposal(run.conf, proposal):
-        raise ProposalConflict(run.run_id)
-    return run, started
+    if not started and not same_proposal(view.conf, proposal):
+        raise ProposalConflict(view.run_id)
+    return view, started
 
 
-def get(proposal_id: str) -> ProposalRun | None:
+def get(proposal_id: str) -> ProposalView | None:
     with create_session(scoped=False) as session:
         run = session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id_for(proposal_id)))
         if run is None:
             return None
+        outcome, decision = outcome_and_decision(session, run.id)
+        view = _view(run, outcome, decision)
         tis = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run.run_id)
-        ).all()
+            select(TaskInstance).where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run.run_id)).all()
         steps = [Step(ti.task_id, ti.state, ti.try_number, ti.start_date, ti.end_date) for ti in tis]
-        gate_state = next((s.state for s in steps if s.task_id == GOVERNANCE_GATE), None)
-        view = _view(run, gate_state)
         view.steps = sorted(steps, key=lambda s: TASK_ORDER.index(s.task_id) if s.task_id in TASK_ORDER else 99)
-        view.outcome = _xcom(session, run.id, RECORD_AUDIT, "return_value")
-        view.decision = _xcom(session, run.id, GOVERNANCE_GATE, DECISION_KEY)
         return view
 
 
-def list_page(status: str | None, limit: int, cursor: str | None) -> tuple[list[ProposalRun], str | None]:
+@dataclass(frozen=True)
+class Filters:
+    status: str | None = None
+    submitter: str | None = None  # the proposal's submitted_by, or the user that triggered it
+    text: str | None = None  # in the id or the title, any case
+
+    def where(self, columns: _Columns) -> list[Any]:
+        clauses = [DagRun.dag_id == DAG_ID]
+        if self.status is not None:
+            clauses.append(columns.status == self.status)
+        if self.submitter:
+            clauses.append(or_(DagRun.conf["submitted_by"].astext == self.submitter,
+                               DagRun.triggering_user_name == self.submitter))
+        if self.text:
+            pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append(or_(DagRun.run_id.ilike(pattern, escape="\\"),
+                               DagRun.conf["title"].astext.ilike(pattern, escape="\\")))
+        return clauses
+
+
+def list_page(filters: Filters, limit: int, cursor: str | None) -> tuple[list[ProposalView], str | None]:
     """Newest first; the cursor is opaque to callers (the last run's row id)."""
-    query = select(DagRun).where(DagRun.dag_id == DAG_ID).order_by(DagRun.id.desc()).limit(limit + 1)
+    columns = _Columns()
+    query = (columns.select(DagRun, columns.outcome, columns.decision)
+             .where(*filters.where(columns)).order_by(DagRun.id.desc()).limit(limit + 1))
     if cursor is not None:
         query = query.where(DagRun.id < decode_cursor(cursor))
-    if status in (COMPLETED, DENIED, REVIEW_TIMEOUT):
-        query = query.join(DagRunNote, DagRunNote.dag_run_id == DagRun.id).where(
-            DagRun.state == "success", DagRunNote.content.startswith(MARK + HEADLINE_LABELS[status]))
-    elif status == FAILED:
-        query = query.where(DagRun.state == "failed")
-    elif status == QUEUED:
-        query = query.where(DagRun.state == "queued")
-    elif status in (RUNNING, AWAITING_GOVERNANCE):
-        deferred = select(TaskInstance.run_id).where(
-            TaskInstance.dag_id == DAG_ID, TaskInstance.task_id == GOVERNANCE_GATE, TaskInstance.state == "deferred")
-        gated = DagRun.run_id.in_(deferred)
-        query = query.where(DagRun.state == "running", gated if status == AWAITING_GOVERNANCE else ~gated)
     with create_session(scoped=False) as session:
-        runs = session.scalars(query).all()
-        page, more = runs[:limit], len(runs) > limit
-        deferred_runs = set(session.scalars(
-            select(TaskInstance.run_id).where(
-                TaskInstance.dag_id == DAG_ID, TaskInstance.task_id == GOVERNANCE_GATE,
-                TaskInstance.state == "deferred", TaskInstance.run_id.in_([r.run_id for r in page]))
-        ).all()) if page else set()
-        views = [_view(run, "deferred" if run.run_id in deferred_runs else None) for run in page]
-    return views, encode_cursor(page[-1].id) if more else None
+        rows = session.execute(query).all()
+        page, more = rows[:limit], len(rows) > limit
+        views = [_view(run, _json(outcome), _json(decision)) for run, outcome, decision in page]
+    return views, encode_cursor(page[-1][0].id) if more else None
+
+
+def counts(filters: Filters) -> dict[str, int]:
+    """How many proposals are in each status (every status present, zero included)."""
+    columns = _Columns()
+    query = (columns.select(columns.status, func.count())
+             .where(*Filters(submitter=filters.submitter, text=filters.text).where(columns)).group_by(columns.status))
+    with create_session(scoped=False) as session:
+        found = dict(session.execute(query).all())
+    return {status: found.get(status, 0) for status in STATUSES}
+
+
+class _Columns:
+    """The two records a status comes from, joined to their run, and the status computed from them
+    in SQL exactly as `proposal_status` computes it in Python."""
+
+    def __init__(self) -> None:
+        self.audit = aliased(XComModel)
+        self.gate = aliased(XComModel)
+        self.outcome = _jsonb(self.audit.value)
+        self.decision = _jsonb(self.gate.value)
+        state = cast(DagRun.state, String)
+        recorded = self.outcome["outcome"].astext
+        self.status = case(
+            (state.in_((QUEUED, RUNNING)), state),
+            (and_(state == "success", self.audit.value.is_(None), self.decision["status"].astext == "review"),
+             literal(AWAITING_GOVERNANCE)),
+            (and_(state == "success", recorded.in_(OUTCOMES)), recorded),
+            else_=literal(FAILED),
+        )
+
+    def select(self, *what: Any) -> Any:
+        return (select(*what).select_from(DagRun)
+                .outerjoin(self.audit, and_(self.audit.dag_run_id == DagRun.id, self.audit.task_id == RECORD_AUDIT,
+                                            self.audit.key == RETURN_VALUE))
+                .outerjoin(self.gate, and_(self.gate.dag_run_id == DagRun.id, self.gate.task_id == GOVERNANCE_GATE,
+                                           self.gate.key == DECISION_KEY)))
+
+
+def _jsonb(value: Any) -> Any:
+    """An XCom's value as a JSON object in SQL: values stored as JSON text are unwrapped."""
+    unwrapped = case((func.jsonb_typeof(value) == "string", cast(value.op("#>>")(literal("{}")), JSONB)),
+                     else_=value)
+    return type_coerce(unwrapped, JSONB)
+
+
+def _json(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 def encode_cursor(row_id: int) -> str:
@@ -171,22 +228,29 @@ def decode_cursor(cursor: str) -> int:
     return int(number)
 
 
-def _view(run: Any, gate_state: str | None) -> ProposalRun:
+def _view(run: Any, outcome: dict[str, Any] | None, decision: dict[str, Any] | None) -> ProposalView:
     state = str(run.state)
-    return ProposalRun(
-        id=run.run_id.removeprefix(RUN_ID_PREFIX),
+    return ProposalView(
+        id=proposal_id_of(run.run_id),
         run_id=run.run_id,
-        status=status_of(state, run.note, gate_state),
+        status=proposal_status(state, outcome, decision),
         run_state=state,
         note=run.note,
         queued_at=run.queued_at,
         start_date=run.start_date,
         end_date=run.end_date,
         conf=run.conf or {},
+        triggered_by=run.triggering_user_name,
+        outcome=outcome,
+        decision=decision,
     )
 
 
-def _xcom(session: Any, dag_run_row_id: int, task_id: str, key: str) -> Any:
-    value = session.scalar(select(XComModel.value).where(
-        XComModel.dag_run_id == dag_run_row_id, XComModel.task_id == task_id, XComModel.key == key))
-    return XComModel.deserialize_value(SimpleNamespace(value=value))
+def review_deadline_passed(view: ProposalView, *, now: datetime) -> bool:
+    deadline = (view.decision or {}).get("deadline")
+    return bool(deadline) and datetime.fromisoformat(deadline) <= now
+
+
+def waited(view: ProposalView, *, now: datetime) -> timedelta | None:
+    created = (view.decision or {}).get("created_at")
+    return now - datetime.fromisoformat(created) if created else None

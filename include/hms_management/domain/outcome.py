@@ -17,8 +17,15 @@ REVIEW_TIMEOUT = "review_timeout"
 FAILED = "failed"
 OUTCOMES = (COMPLETED, DENIED, REVIEW_TIMEOUT, FAILED)  # how a proposal can end
 BUSINESS_OUTCOMES = (DENIED, REVIEW_TIMEOUT)  # governance said no: not a fault, nothing to retry
-# How each outcome opens the run note (the /management API reads them back).
+# How each outcome opens the run note (display only: nothing reads a status back from a note).
 HEADLINE_LABELS = {COMPLETED: "COMPLETED", DENIED: "DENIED", REVIEW_TIMEOUT: "REVIEW TIMED OUT", FAILED: "FAILED"}
+
+# Where a proposal stands before it has an outcome.
+QUEUED = "queued"
+RUNNING = "running"
+AWAITING_GOVERNANCE = "awaiting_governance"  # parked in human review
+STATUSES = (QUEUED, RUNNING, AWAITING_GOVERNANCE, *OUTCOMES)
+NO_AUDIT_RECORD = "the run ended without an audit record (see record_audit's log)"
 
 
 @dataclass(frozen=True)
@@ -76,9 +83,29 @@ def audit_record(
         "transient": outcome.transient,
         "runId": run_id,
         "decisionId": (decision or {}).get("decision_id"),
+        "reviewer": (decision or {}).get("reviewer"),
         "policyId": (policy or {}).get("policy_id"),
         "policyVersion": (policy or {}).get("version"),
         "notificationId": (notification or {}).get("notification_id"),
         "title": proposal.get("title"),
         "submittedBy": proposal.get("submitted_by"),
     }
+
+
+def is_parked(run_state: str, decision: dict[str, Any] | None) -> bool:
+    """A proposal in human review: its run ended with the gate's decision still `review`."""
+    return run_state == "success" and isinstance(decision, dict) and decision.get("status") == "review"
+
+
+def proposal_status(run_state: str, outcome: dict[str, Any] | None, decision: dict[str, Any] | None) -> str:
+    """Where a proposal stands, from what its workflow recorded: the run's state, the outcome its
+    audit step returned and the governance decision its gate kept. Never from the run note, which
+    anyone who may edit notes can rewrite. A run that ended without an outcome is `failed`."""
+    if run_state in (QUEUED, RUNNING):
+        return run_state
+    if is_parked(run_state, decision) and not outcome:
+        return AWAITING_GOVERNANCE
+    recorded = outcome.get("outcome") if isinstance(outcome, dict) else None
+    if run_state == "success" and recorded in OUTCOMES:
+        return recorded
+    return FAILED

@@ -26,11 +26,13 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 Level = Literal["low", "normal", "high"]
 UNION_FIELDS = {"rule": "must be a JSON object or a string", "metadata": "must be a JSON object"}
 
-# Keys that name a secret. Matched on whole words of the key, so `token` and `api_key` are refused
-# but `tokenizer_rule` is not a key anyone sends; the model forbids unknown keys anyway, this only
-# gives credential-like keys a reason of their own.
-CREDENTIAL_WORDS = ("token", "password", "passwd", "secret", "credential", "credentials", "apikey",
-                    "api_key", "authorization", "auth", "bearer", "private_key", "jwt", "cookie")
+# Keys that name a secret, wherever they stand in a proposal (rule and metadata included): matched
+# on whole words of the key, in any case, with `-`, `_`, `.` or camelCase between words, so `token`,
+# `API-Key`, `accessToken` and `x_auth_token` are refused but `tokenizer` or `author` are not.
+CREDENTIAL_WORDS = frozenset({
+    "token", "password", "passwd", "passphrase", "secret", "credential", "credentials", "apikey", "api_key",
+    "authorization", "auth", "bearer", "private_key", "privatekey", "jwt", "cookie",
+})
 CREDENTIAL_REASON = (
     "credentials must not be sent in a proposal: a DAG run's conf is stored and shown in plain "
     "text, and the Management Layer calls HMS services with its own credentials, kept in Airflow "
@@ -39,9 +41,31 @@ CREDENTIAL_REASON = (
 
 
 def is_credential_key(key: str) -> bool:
-    normalized = re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_")
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
+    normalized = re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")
     words = normalized.split("_")
-    return normalized in CREDENTIAL_WORDS or any(w in CREDENTIAL_WORDS for w in words)
+    return normalized in CREDENTIAL_WORDS or any(w in CREDENTIAL_WORDS for w in words) or any(
+        f"{a}_{b}" in CREDENTIAL_WORDS for a, b in zip(words, words[1:], strict=False))
+
+
+def credential_paths(value: Any) -> list[str]:
+    """Where a JSON document holds a credential-like key, as dotted paths (`metadata.auth.api_key`,
+    `rule.steps[2].password`), in document order; iterative, since a hostile body may be deep."""
+    found: list[str] = []
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        children: list[tuple[Any, str]] = []
+        if isinstance(item, dict):
+            for key, child in item.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and is_credential_key(key):
+                    found.append(child_path)
+                children.append((child, child_path))
+        elif isinstance(item, list):
+            children = [(child, f"{path}[{n}]") for n, child in enumerate(item)]
+        stack.extend(reversed(children))
+    return found
 
 
 MAX_DEPTH = 32
@@ -129,10 +153,9 @@ class Proposal(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def refuse_credentials(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in data:
-                if isinstance(key, str) and is_credential_key(key):
-                    raise ValueError(f"key {key!r} is not allowed: {CREDENTIAL_REASON}")
+        # parse_proposal names each such key; this keeps a model built another way just as closed.
+        if leaked := credential_paths(data):
+            raise ValueError(f"key {leaked[0]!r} is not allowed: {CREDENTIAL_REASON}")
         return data
 
     @field_validator("title", "submitted_by")
@@ -173,6 +196,22 @@ def run_id_for(proposal_id: str) -> str:
     return f"{RUN_ID_PREFIX}{proposal_id}"
 
 
+def proposal_id_of(run_id: str, conf: Any = None) -> str:
+    """A proposal run's proposal id: the id its conf names, else its run id without the prefix (a
+    run whose conf is not a proposal still has one, for its audit record and its failure)."""
+    conf_id = conf.get("id") if isinstance(conf, dict) else None
+    return conf_id if isinstance(conf_id, str) and conf_id else run_id.removeprefix(RUN_ID_PREFIX)
+
+
+def same_proposal(stored: Any, proposal: Proposal) -> bool:
+    """Whether a stored conf (a run's, a backlog entry's) is this proposal: same content once both
+    have their defaults, so a repeat is recognised and other content under the same id is not."""
+    try:
+        return parse_proposal(stored).as_conf() == proposal.as_conf()
+    except InvalidProposal:
+        return False
+
+
 class InvalidProposal(ValueError):
     """A proposal that breaks a rule; `errors` says which field and why, one entry per problem."""
 
@@ -185,6 +224,8 @@ def parse_proposal(data: Any) -> Proposal:
     """Validate `data` as a proposal, or raise InvalidProposal naming each field and reason."""
     if not isinstance(data, dict):
         raise InvalidProposal([{"field": "(proposal)", "reason": "must be a JSON object"}])
+    if leaked := credential_paths(data):
+        raise InvalidProposal([{"field": path, "reason": f"is not allowed: {CREDENTIAL_REASON}"} for path in leaked])
     try:
         return Proposal.model_validate(data)
     except ValidationError as err:
@@ -207,7 +248,4 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
         reason = UNION_FIELDS[field]
     else:
         reason = error["msg"].removeprefix("Value error, ")
-    if field == "(proposal)" and reason.startswith("key "):
-        # The credential check runs on the whole object; name the offending key as the field.
-        field = reason.split("'")[1]
     return field, reason

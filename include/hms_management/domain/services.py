@@ -6,16 +6,11 @@ spell an endpoint or a pool on their own.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from requests import Response
-
-
-# The section of airflow.cfg that holds this project's settings.
-CONFIG_SECTION = "hms_management"
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -40,6 +35,8 @@ BACKLOG = Service("hms_backlog", "hms_backlog", "/backlog/proposals",
 SERVICES = (GOVERNANCE, POLICY, NOTIFICATIONS, AUDIT, BACKLOG)
 
 DECISIONS_ENDPOINT = "/gov/decisions/{decision_id}"
+# Decisions listed: by proposal or status, and reviewers' decisions since a cursor (design.md §8).
+DECISION_FEED = "/gov/decisions"
 
 # Retries for every HTTP step: exponential backoff, only for errors that may pass (see classify()).
 RETRIES = 3
@@ -49,26 +46,43 @@ MAX_RETRY_DELAY = timedelta(seconds=30)
 REQUEST_TIMEOUT_SECONDS = 10.0
 
 
-class TransientServiceError(Exception):
-    """An answer worth retrying: the service is overloaded, down or rate-limiting us."""
+class ServiceError(Exception):
+    """A call to an HMS service that did not give the answer the step needs; `status` is the HTTP
+    status it answered (0: no answer at all)."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class PermanentServiceError(Exception):
-    """An answer no retry will change: the request itself is wrong (a 4xx other than 429)."""
+class TransientServiceError(ServiceError):
+    """Worth retrying: the service is overloaded, down, rate-limiting us, or did not answer in time."""
+
+
+class PermanentServiceError(ServiceError):
+    """No retry will change it: the request itself is refused (a 4xx other than 429), or the answer
+    is not one the contract knows."""
 
 
 def is_transient(status: int) -> bool:
     return status >= 500 or status == 429
 
 
-def classify(response: Response) -> None:
-    """Raise the error a non-2xx answer stands for; network errors are raised by requests itself."""
-    if 200 <= response.status_code < 300:
-        return
-    detail = f"{response.request.method} {response.url} answered {response.status_code}: {response.text[:300]}"
-    if is_transient(response.status_code):
-        raise TransientServiceError(detail)
-    raise PermanentServiceError(detail)
+def answer_of(what: str, status: int, text: str, *, ok: Collection[int] = (200,)) -> dict[str, Any]:
+    """The JSON object a service answered to `what` (e.g. `POST /svc/policy`) with one of the `ok`
+    statuses; otherwise the error that answer stands for, quoting it."""
+    shown = " ".join(text.split())[:300]
+    if status not in ok:
+        error = TransientServiceError if is_transient(status) else PermanentServiceError
+        raise error(f"{what} answered {status}: {shown}", status=status)
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise PermanentServiceError(f"{what} answered {status} with a body that is not a JSON object: {shown!r}",
+                                    status=status)
+    return body
 
 
 def idempotency_key(proposal_id: str, step: str) -> str:

@@ -10,10 +10,8 @@ from typing import Any
 
 from airflow.policies import hookimpl
 
+from hms_management.domain.priority import PRIORITY_WEIGHTS
 from hms_management.domain.proposal import DAG_ID
-
-# Far apart, so that under a full pool a high-priority proposal's next step goes first.
-PRIORITY_WEIGHTS = {"low": 1, "normal": 10, "high": 100}
 
 
 @hookimpl

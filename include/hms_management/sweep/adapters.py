@@ -1,70 +1,57 @@
-"""The services a sweep talks to: the HMS backlog and audit log over HTTP, Airflow's REST API for runs."""
+"""The services a sweep talks to, over the one HMS transport and Airflow's official client: the HMS
+backlog and audit log (`HmsHook`), and proposal runs (`AirflowRuns`). Every failure becomes a
+SweepError that says which service and what it answered."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-from hms_management.domain.proposal import Proposal
-from hms_management.domain.services import AUDIT, BACKLOG, REQUEST_TIMEOUT_SECONDS, is_transient
+from hms_management.domain.proposal import Proposal, same_proposal
+from hms_management.domain.services import AUDIT, BACKLOG, ServiceError, TransientServiceError
 from hms_management.domain.steps import ERROR_KEY, RECORD_AUDIT
-from hms_management.sweep.plan import AIRFLOW_API_CONN_ID, REDRIVEN_ACTION, SWEEPER_USER, SweepError
+from hms_management.orchestration.airflow_api import AirflowApiError, AirflowRuns
+from hms_management.orchestration.hook import HmsHook
+from hms_management.sweep.plan import REDRIVEN_ACTION, FailedRun, SweepError
 
-if TYPE_CHECKING:
-    from hms_management.client import AirflowClient, Run
-
-
-class HttpSession(Protocol):
-    def request(self, method: str, url: str, **kwargs: Any) -> Any: ...
+T = TypeVar("T")
+StartAnswer = Literal["started", "exists", "conflict", "refused"]
 
 
-class HmsService:
-    """An HMS service over a requests session that carries the connection's token."""
-
-    name = "HMS service"
-
-    def __init__(self, session: HttpSession, base_url: str, *, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
-        self.session, self.base_url, self.timeout = session, base_url.rstrip("/"), timeout
-
-    def call(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
-        import requests
-
-        try:
-            response = self.session.request(method, self.base_url + path, timeout=self.timeout, **kwargs)
-        except requests.RequestException as err:
-            raise SweepError(f"the {self.name} did not answer {method} {path}: {type(err).__name__}: {err}") from err
-        if response.status_code not in ok:
-            kind = "is unavailable" if is_transient(response.status_code) else "refused the call"
-            raise SweepError(
-                f"the {self.name} {kind}: {method} {path} answered {response.status_code}: {response.text[:300]}"
-            )
-        return response
+def _hms(name: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except ServiceError as err:
+        kind = "is unavailable" if isinstance(err, TransientServiceError) else "refused the call"
+        raise SweepError(f"the {name} {kind}: {err}") from err
 
 
-class HttpBacklog(HmsService):
+class HttpBacklog:
     name = "HMS backlog service"
+
+    def __init__(self, hook: HmsHook) -> None:
+        self.hook = hook
 
     def pending(self, limit: int) -> list[dict[str, Any]]:
         """Pending proposals, oldest first."""
-        return self.call("GET", BACKLOG.endpoint, params={"status": "pending", "limit": limit}).json()["items"]
+        return _hms(self.name, lambda: self.hook.get(BACKLOG.endpoint, status="pending", limit=limit))["items"]
 
     def mark_taken(self, proposal_id: str, run_id: str) -> str:
         return self._settle(proposal_id, "taken", {"run_id": run_id})
 
-    def mark_rejected(self, proposal_id: str, reason: str) -> str:
-        return self._settle(proposal_id, "rejected", {"reason": reason[:2000]})
+    def mark_rejected(self, proposal_id: str, reason: str, *, redact: list[str] | None = None) -> str:
+        """Rejected with the reason; the values at `redact` (credential-like keys) are not kept."""
+        return self._settle(proposal_id, "rejected", {"reason": reason[:2000], "redact": redact or []})
 
     def _settle(self, proposal_id: str, status: str, body: dict[str, Any]) -> str:
         """The entry's status afterwards. Marking is idempotent in the service itself (a repeat
         answers the entry as it is), so it needs no Idempotency-Key; 409 means it was settled the
         other way meanwhile, 404 that it is gone."""
-        path = f"{BACKLOG.endpoint}/{path_segment(proposal_id)}/{status}"
-        response = self.call("POST", path, ok=(200, 404, 409), json=body)
-        if response.status_code == 404:
-            return "gone"
-        return response.json()["status"]
+        endpoint = f"{BACKLOG.endpoint}/{path_segment(proposal_id)}/{status}"
+        answer = _hms(self.name, lambda: self.hook.call("POST", endpoint, body=body, ok=(200, 404, 409)))
+        return "gone" if answer.status == 404 else answer.body["status"]
 
 
 def path_segment(value: str) -> str:
@@ -73,85 +60,56 @@ def path_segment(value: str) -> str:
     return quote(value, safe="").replace(".", "%2E")
 
 
-class HttpAuditLog(HmsService):
+class HttpAuditLog:
     name = "HMS audit service"
 
+    def __init__(self, hook: HmsHook) -> None:
+        self.hook = hook
+
     def redrives(self, proposal_id: str) -> list[dict[str, Any]]:
-        items = self.call("GET", AUDIT.endpoint, params={"proposalId": proposal_id}).json()["items"]
+        items = _hms(self.name, lambda: self.hook.get(AUDIT.endpoint, proposalId=proposal_id))["items"]
         return [item for item in items if item.get("action") == REDRIVEN_ACTION]
 
     def record(self, entry: dict[str, Any], *, key: str) -> None:
-        self.call("POST", AUDIT.endpoint, json=entry, headers={"Idempotency-Key": key})
+        _hms(self.name, lambda: self.hook.post(entry, idempotency_key=key))
 
 
-StartAnswer = Literal["started", "exists", "refused"]
+class SweepRuns:
+    """Proposal runs as a sweep sees them, through Airflow's REST API."""
 
-
-class ProposalRuns:
-    """Proposal runs through Airflow's REST API, as the sweep's own user.
-
-    Triggers go through the admission check like any other, so a run the sweep starts is exactly a
-    run an agent would have started.
-    """
-
-    def __init__(self, client: AirflowClient) -> None:
-        self.client = client
+    def __init__(self, api: AirflowRuns) -> None:
+        self.api = api
 
     def start(self, proposal: Proposal) -> tuple[StartAnswer, str | None]:
-        with _airflow_errors(f"trigger {proposal.run_id}"):
-            response = self.client.trigger(proposal.as_conf(), run_id=proposal.run_id)
-        if response.status_code == 200:
-            return "started", None
-        if response.status_code == 409:
+        """Start the proposal's run. An existing run is this proposal only with the same content:
+        another proposal under the same id is a conflict, never silently "taken"."""
+        answer, detail = self._airflow(lambda: self.api.start(proposal))
+        if answer != "exists":
+            return answer, detail
+        run = self._airflow(lambda: self.api.run(proposal.id))
+        if run is not None and same_proposal(run.conf, proposal):
             return "exists", None
-        if response.status_code == 400:
-            return "refused", _detail(response)
-        raise SweepError(_api_failure(f"trigger {proposal.run_id}", response.status_code, _detail(response)))
+        return "conflict", (f"conflict: run {proposal.run_id} already exists with other content; "
+                            "queue the proposal again under a new id")
 
-    def failed_runs(self, *, ended_after: str) -> list[Run]:
-        with _airflow_errors("list failed proposal runs"):
-            return self.client.failed_runs(ended_after=ended_after)
+    def failed_runs(self, *, ended_after: datetime, limit: int) -> list[FailedRun]:
+        runs = self._airflow(lambda: self.api.failed_runs(ended_after=ended_after, limit=limit))
+        return [FailedRun(run.dag_run_id, run.conf or {}, run.end_date.isoformat()) for run in runs]
 
     def outcome(self, proposal_id: str) -> dict[str, Any] | None:
         """The outcome the run's audit step returned (None if it returned none)."""
-        with _airflow_errors(f"read the outcome of {proposal_id}"):
-            return self.client.step_result(proposal_id, RECORD_AUDIT)
+        return self._airflow(lambda: self.api.step_result(proposal_id, RECORD_AUDIT))
 
     def audit_step_error(self, proposal_id: str) -> dict[str, Any] | None:
         """Why the run's audit step itself failed, when it did."""
-        with _airflow_errors(f"read the audit step's error of {proposal_id}"):
-            return self.client.step_result(proposal_id, RECORD_AUDIT, ERROR_KEY)
+        return self._airflow(lambda: self.api.step_result(proposal_id, RECORD_AUDIT, ERROR_KEY))
 
     def rerun_from(self, proposal_id: str, step: str) -> list[str]:
-        with _airflow_errors(f"clear {proposal_id} from {step}"):
-            return self.client.rerun_from_step(proposal_id, step)
+        return self._airflow(lambda: self.api.rerun_from(proposal_id, step))
 
-
-@contextmanager
-def _airflow_errors(what: str) -> Generator[None, None, None]:
-    """Airflow's API errors as SweepErrors that say what the sweep was doing."""
-    import httpx
-
-    from hms_management.client import ApiError
-
-    try:
-        yield
-    except ApiError as err:
-        raise SweepError(_api_failure(what, err.status, err.body)) from err
-    except httpx.HTTPError as err:
-        raise SweepError(f"Airflow's REST API did not answer ({what}): {type(err).__name__}: {err}") from err
-
-
-def _detail(response: Any) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    return str(body.get("detail", body) if isinstance(body, dict) else body)[:1000]
-
-
-def _api_failure(what: str, status: int, detail: Any) -> str:
-    if status in (401, 403):
-        return (f"Airflow's REST API refused to {what} with {status}: check the {AIRFLOW_API_CONN_ID} connection "
-                f"(user {SWEEPER_USER}, role user) — {detail}")
-    return f"Airflow's REST API answered {status} when asked to {what}: {detail}"
+    @staticmethod
+    def _airflow(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except AirflowApiError as err:
+            raise SweepError(str(err)) from err

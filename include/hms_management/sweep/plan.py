@@ -20,16 +20,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hms_management.domain.outcome import FAILED
-from hms_management.domain.proposal import RUN_ID_PREFIX, InvalidProposal, Proposal, parse_proposal
+from hms_management.domain.proposal import (
+    InvalidProposal,
+    Proposal,
+    credential_paths,
+    parse_proposal,
+    proposal_id_of,
+)
 from hms_management.domain.services import idempotency_key
 from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT
-
-if TYPE_CHECKING:
-    from hms_management.client import Run
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +41,11 @@ START_QUEUED = "start_queued_proposals"
 REDRIVE = "redrive_transient_failures"
 SUMMARIZE = "summarize_sweep"
 
-# The sweep calls Airflow's REST API as a user of its own, through this connection.
-AIRFLOW_API_CONN_ID = "airflow_api"
-SWEEPER_USER = "backlog_sweeper"
-
-# Settings in airflow.cfg [hms_management], with the defaults used when a key is absent.
-SCHEDULE_KEY = "backlog_sweep_schedule"
-DEFAULT_SCHEDULE = "*/15 * * * *"
-BATCH_SIZE_KEY = "backlog_sweep_batch_size"
-REDRIVE_LIMIT_KEY = "backlog_redrive_limit"
-REDRIVE_WINDOW_KEY = "backlog_redrive_window_hours"
-
 REDRIVEN_ACTION = "proposal.redriven"  # the audit action of a re-drive; the limit counts these records
 # Steps a re-drive may run again (only after a transient failure: the gate's refusal of invalid
 # input is not one, since invalid input stays invalid).
 REDRIVABLE_STEPS = (GOVERNANCE_GATE, APPLY_POLICY, NOTIFY_OFFICERS, RECORD_AUDIT)
 LEFT_WHEN_STOPPED = "the sweep stopped before it (see the error)"
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    batch_size: int = 100
-    redrive_limit: int = 3
-    redrive_window: timedelta = timedelta(hours=24)
 
 
 def sweep_schedule(value: str | None) -> str | None:
@@ -84,6 +68,8 @@ class Batch:
     valid: list[Proposal]
     invalid: dict[str, str]  # backlog id → why it is rejected
     more_pending: bool  # the backlog holds more than one batch: the rest waits for the next sweep
+    # backlog id → where its entry holds credential-like keys: their values are not kept when rejected
+    redact: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ids(self) -> list[str]:
@@ -95,6 +81,7 @@ def split_batch(entries: list[dict[str, Any]], batch_size: int) -> Batch:
     more are waiting). An id seen twice is one proposal."""
     valid: list[Proposal] = []
     invalid: dict[str, str] = {}
+    redact: dict[str, list[str]] = {}
     seen: set[str] = set()
     for entry in entries[:batch_size]:
         if entry["id"] in seen:
@@ -104,7 +91,9 @@ def split_batch(entries: list[dict[str, Any]], batch_size: int) -> Batch:
             valid.append(parse_proposal(entry["proposal"]))
         except InvalidProposal as err:
             invalid[entry["id"]] = str(err)
-    return Batch(valid, invalid, more_pending=len(entries) > batch_size)
+            if leaked := credential_paths(entry["proposal"]):
+                redact[entry["id"]] = leaked
+    return Batch(valid, invalid, more_pending=len(entries) > batch_size, redact=redact)
 
 
 @dataclass(frozen=True)
@@ -119,14 +108,23 @@ class Failure:
     transient: bool
 
 
-def proposal_id_of(run: Run) -> str:
-    return (run.conf or {}).get("id") or run.run_id.removeprefix(RUN_ID_PREFIX)
+@dataclass(frozen=True)
+class FailedRun:
+    """A failed proposal run as Airflow lists it."""
+
+    run_id: str
+    conf: dict[str, Any]
+    end_date: str  # ISO 8601
+
+    @property
+    def proposal_id(self) -> str:
+        return proposal_id_of(self.run_id, self.conf)
 
 
-def failure_of(run: Run, outcome: dict[str, Any] | None, audit_error: dict[str, Any] | None) -> Failure:
+def failure_of(run: FailedRun, outcome: dict[str, Any] | None, audit_error: dict[str, Any] | None) -> Failure:
     """Why a run failed, from the outcome its audit step returned, or, when the audit step itself
     failed and returned nothing, from the error it left."""
-    base = {"proposal_id": proposal_id_of(run), "run_id": run.run_id, "ended_at": run.end_date or ""}
+    base = {"proposal_id": run.proposal_id, "run_id": run.run_id, "ended_at": run.end_date}
     if outcome is not None:
         if outcome.get("outcome") != FAILED:  # settled fine, then something else failed the run
             return Failure(**base, step=None, reason=f"outcome {outcome.get('outcome')}", transient=False)
@@ -182,6 +180,8 @@ class Intake:
     started: list[str] = field(default_factory=list)
     already_running: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    # rejected because the id already has a run with other content (also in `rejected`)
+    conflicts: list[str] = field(default_factory=list)
     left: dict[str, str] = field(default_factory=dict)  # still pending in the backlog, and why
     more_pending: bool = False
     error: str | None = None
@@ -197,6 +197,9 @@ class Redrives:
     redriven: dict[str, str] = field(default_factory=dict)  # proposal id → step run again
     limit_reached: list[str] = field(default_factory=list)  # failed for good: for a human
     not_transient: int = 0  # failed runs no re-drive would help
+    # Failures up to here are examined: the next sweep starts after it (ISO 8601 end date).
+    examined_until: str | None = None
+    more_failures: bool = False  # this sweep's re-drive cap was reached; the rest waits
     left: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
@@ -211,10 +214,12 @@ class SweepSummary:
     started: list[str]
     already_running: list[str]
     rejected: dict[str, str]
+    conflicts: list[str]
     redriven: dict[str, str]
     left: dict[str, str]
     more_pending: bool
     redrive_limit_reached: list[str]
+    more_failures: bool
     failures: dict[str, str]  # task id → why that part of the sweep failed
 
     @property
@@ -223,6 +228,7 @@ class SweepSummary:
             "started": len(self.started),
             "already_running": len(self.already_running),
             "rejected": len(self.rejected),
+            "conflicts": len(self.conflicts),
             "redriven": len(self.redriven),
             "left_for_next_sweep": len(self.left),
         }
@@ -235,11 +241,14 @@ class SweepSummary:
     def headline(self) -> str:
         c = self.counts
         line = (
-            f"started {c['started']}, already running {c['already_running']}, rejected {c['rejected']}, "
+            f"started {c['started']}, already running {c['already_running']}, rejected {c['rejected']} "
+            f"({c['conflicts']} id conflict{'' if c['conflicts'] == 1 else 's'}), "
             f"re-driven {c['redriven']}, left for the next sweep {c['left_for_next_sweep']}"
         )
         if self.more_pending:
             line += "; more proposals are queued beyond this sweep's batch"
+        if self.more_failures:
+            line += "; more failed runs wait for the next sweep's re-drives"
         if self.redrive_limit_reached:
             line += f"; {len(self.redrive_limit_reached)} failed run(s) reached the re-drive limit and need a human"
         for part, error in self.failures.items():
@@ -263,9 +272,11 @@ def summarize(intake: dict[str, Any] | None, redrives: dict[str, Any] | None) ->
         started=intake.get("started", []),
         already_running=intake.get("already_running", []),
         rejected=intake.get("rejected", {}),
+        conflicts=intake.get("conflicts", []),
         redriven=redrives.get("redriven", {}),
         left={**intake.get("left", {}), **redrives.get("left", {})},
         more_pending=bool(intake.get("more_pending")),
         redrive_limit_reached=redrives.get("limit_reached", []),
+        more_failures=bool(redrives.get("more_failures")),
         failures=failures,
     )

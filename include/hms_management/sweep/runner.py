@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from hms_management.sweep.adapters import HttpAuditLog, HttpBacklog, ProposalRuns
+from hms_management.sweep.adapters import HttpAuditLog, HttpBacklog, SweepRuns
 from hms_management.sweep.plan import (
     LEFT_WHEN_STOPPED,
+    FailedRun,
     Intake,
     Redrives,
     SweepError,
     failure_of,
-    proposal_id_of,
     redrive_entry,
     redrive_key,
     redrive_step,
@@ -22,7 +23,7 @@ from hms_management.sweep.plan import (
 log = logging.getLogger(__name__)
 
 
-def take_backlog(backlog: HttpBacklog, runs: ProposalRuns, *, batch_size: int) -> Intake:
+def take_backlog(backlog: HttpBacklog, runs: SweepRuns, *, batch_size: int) -> Intake:
     """Turn the oldest pending proposals into runs (see the module's docstring for the order)."""
     try:
         entries = backlog.pending(limit=batch_size + 1)
@@ -35,11 +36,13 @@ def take_backlog(backlog: HttpBacklog, runs: ProposalRuns, *, batch_size: int) -
              "; more wait beyond this batch" if batch.more_pending else "")
     try:
         for proposal_id, reason in batch.invalid.items():
-            _reject(backlog, intake, proposal_id, reason)
+            _reject(backlog, intake, proposal_id, reason, redact=batch.redact.get(proposal_id))
         for proposal in batch.valid:
             answer, detail = runs.start(proposal)
-            if answer == "refused":  # the admission check knows a rule this sweep does not
+            if answer in ("refused", "conflict"):  # the admission check knows a rule this sweep does not
                 _reject(backlog, intake, proposal.id, detail or "refused by Airflow")
+                if answer == "conflict" and proposal.id in intake.rejected:
+                    intake.conflicts.append(proposal.id)
                 continue
             # The run exists now; only now may the backlog let go of the proposal.
             status = backlog.mark_taken(proposal.id, proposal.run_id)
@@ -54,8 +57,9 @@ def take_backlog(backlog: HttpBacklog, runs: ProposalRuns, *, batch_size: int) -
     return intake
 
 
-def _reject(backlog: HttpBacklog, intake: Intake, proposal_id: str, reason: str) -> None:
-    status = backlog.mark_rejected(proposal_id, reason)
+def _reject(backlog: HttpBacklog, intake: Intake, proposal_id: str, reason: str,
+            redact: list[str] | None = None) -> None:
+    status = backlog.mark_rejected(proposal_id, reason, redact=redact)
     if status == "rejected":
         intake.rejected[proposal_id] = reason
         log.warning("rejected %s: %s", proposal_id, reason)
@@ -65,41 +69,57 @@ def _reject(backlog: HttpBacklog, intake: Intake, proposal_id: str, reason: str)
 
 
 def redrive_failed_runs(
-    runs: ProposalRuns, audit: HttpAuditLog, *, limit: int, ended_after: str, sweep_run_id: str
+    runs: SweepRuns, audit: HttpAuditLog, *, limit: int, per_sweep: int, ended_after: datetime, sweep_run_id: str
 ) -> Redrives:
-    """Re-run the failed steps of runs that failed on a transient error, at most `limit` times each."""
-    result = Redrives()
-    try:
-        failed = runs.failed_runs(ended_after=ended_after)
-    except SweepError as err:
-        result.error = f"{err}. No failed run was re-driven"
-        return result
-    log.info("%d failed proposal run(s) ended since %s", len(failed), ended_after)
-    for position, run in enumerate(failed):
+    """Re-run the failed steps of runs that failed on a transient error since `ended_after`, oldest
+    first, at most `limit` times per proposal and `per_sweep` re-drives in this sweep. The failures
+    it examined end at `examined_until`: the next sweep starts there, so old failures (refusals,
+    proposals at their limit) are read once, not by every sweep."""
+    result = Redrives(examined_until=ended_after.isoformat())
+    page_size = max(per_sweep, 1)
+    while len(result.redriven) < per_sweep:
         try:
-            proposal_id = proposal_id_of(run)
-            outcome = runs.outcome(proposal_id)
-            failure = failure_of(run, outcome, runs.audit_step_error(proposal_id) if outcome is None else None)
-            step = redrive_step(failure)
-            if step is None:
-                result.not_transient += 1
-                continue
-            used = redrives_before(audit.redrives(proposal_id), failure)
-            if used >= limit:
-                result.limit_reached.append(proposal_id)
-                log.warning("%s failed at %s again after %d re-drive(s): left to a human (%s)",
-                            run.run_id, step, used, failure.reason)
-                continue
-            # Recorded first: a crash before the clear leaves a record the next sweep recognises
-            # (same failure, same Idempotency-Key) and completes, instead of an unrecorded re-drive.
-            audit.record(redrive_entry(failure, step, attempt=used + 1, limit=limit, sweep_run_id=sweep_run_id),
-                         key=redrive_key(failure))
-            cleared = runs.rerun_from(proposal_id, step)
-            result.redriven[proposal_id] = step
-            log.info("re-driving %s from %s (re-drive %d of %d; cleared %s): %s",
-                     run.run_id, step, used + 1, limit, ", ".join(cleared), failure.reason)
+            failed = runs.failed_runs(ended_after=datetime.fromisoformat(result.examined_until), limit=page_size)
         except SweepError as err:
-            result.left = {proposal_id_of(r): LEFT_WHEN_STOPPED for r in failed[position:]}
-            result.error = f"{err}. {len(result.left)} failed run(s) left for the next sweep"
-            break
+            result.error = f"{err}. Failed runs after {result.examined_until} wait for the next sweep"
+            return result
+        for run in failed:
+            if len(result.redriven) >= per_sweep:
+                result.more_failures = True
+                return result
+            try:
+                _examine(run, runs, audit, result, limit=limit, sweep_run_id=sweep_run_id)
+            except SweepError as err:
+                result.left = {r.proposal_id: LEFT_WHEN_STOPPED for r in failed[failed.index(run):]}
+                result.error = f"{err}. {len(result.left)} failed run(s) left for the next sweep"
+                return result
+            result.examined_until = run.end_date
+        if len(failed) < page_size:
+            return result
+    result.more_failures = True
     return result
+
+
+def _examine(run: FailedRun, runs: SweepRuns, audit: HttpAuditLog, result: Redrives, *, limit: int,
+             sweep_run_id: str) -> None:
+    proposal_id = run.proposal_id
+    outcome = runs.outcome(proposal_id)
+    failure = failure_of(run, outcome, runs.audit_step_error(proposal_id) if outcome is None else None)
+    step = redrive_step(failure)
+    if step is None:
+        result.not_transient += 1
+        return
+    used = redrives_before(audit.redrives(proposal_id), failure)
+    if used >= limit:
+        result.limit_reached.append(proposal_id)
+        log.warning("%s failed at %s again after %d re-drive(s): left to a human (%s)",
+                    run.run_id, step, used, failure.reason)
+        return
+    # Recorded first: a crash before the clear leaves a record the next sweep recognises (same
+    # failure, same Idempotency-Key) and completes, instead of an unrecorded re-drive.
+    audit.record(redrive_entry(failure, step, attempt=used + 1, limit=limit, sweep_run_id=sweep_run_id),
+                 key=redrive_key(failure))
+    cleared = runs.rerun_from(proposal_id, step)
+    result.redriven[proposal_id] = step
+    log.info("re-driving %s from %s (re-drive %d of %d; cleared %s): %s",
+             run.run_id, step, used + 1, limit, ", ".join(cleared), failure.reason)

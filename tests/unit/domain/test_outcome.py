@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hms_management.domain.outcome import Outcome, audit_record, settle
+import pytest
+
+from hms_management.domain.outcome import Outcome, audit_record, proposal_status, settle
 from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS, STEPS
 
 
@@ -63,3 +65,29 @@ def test_audit_record_without_a_valid_proposal_still_names_the_run():
                           outcome=Outcome("failed", "bad", GOVERNANCE_GATE), decision=None, policy=None,
                           notification=None, proposal=None)
     assert record["failedStep"] == GOVERNANCE_GATE and record["policyId"] is None
+
+
+COMPLETED_OUTCOME = {"outcome": "completed", "reason": "policy applied and officers notified"}
+REVIEW = {"status": "review", "decision_id": "d1", "deadline": "2026-12-05T00:00:00+00:00"}
+
+
+@pytest.mark.parametrize(
+    ("run_state", "outcome", "decision", "status"),
+    [
+        ("queued", None, None, "queued"),
+        ("queued", None, REVIEW, "queued"),  # a parked proposal being resumed
+        ("running", None, None, "running"),
+        ("success", None, REVIEW, "awaiting_governance"),
+        ("success", COMPLETED_OUTCOME, {"status": "approved"}, "completed"),
+        ("success", {"outcome": "denied", "reason": "weekend"}, {"status": "denied"}, "denied"),
+        ("success", {"outcome": "review_timeout", "reason": "late"}, REVIEW, "review_timeout"),
+        ("failed", {"outcome": "failed", "failed_step": "apply_policy", "reason": "503"}, None, "failed"),
+        ("failed", COMPLETED_OUTCOME, None, "failed"),  # the run's own state tells the truth
+        ("failed", None, None, "failed"),
+        ("success", None, {"status": "approved"}, "failed"),  # ended without an audit record
+        ("success", {"outcome": "forged"}, None, "failed"),
+    ],
+)
+def test_status_comes_from_the_run_state_the_audit_outcome_and_the_gate_decision(run_state, outcome, decision,
+                                                                                   status):
+    assert proposal_status(run_state, outcome, decision) == status

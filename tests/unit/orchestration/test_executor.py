@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parents[3]
 PROBE = """
 import sys
 from hms_management.orchestration.executor import preload_task_imports
-assert "airflow.providers.http.operators.http" not in sys.modules
+assert "airflow.providers.http.hooks.http" not in sys.modules
 print(preload_task_imports())
 print(all(m in sys.modules for m in (
-    "airflow.providers.http.operators.http", "hms_management.orchestration.operators",
+    "airflow.providers.http.hooks.http", "hms_management.orchestration.operators",
     "hms_management.orchestration.triggers",
     "airflow.sdk.execution_time.task_runner")))
 """

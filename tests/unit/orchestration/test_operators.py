@@ -1,52 +1,309 @@
-"""The governance gate refuses a run whose conf is not a valid proposal, before asking anyone.
+"""The workflow's operators alone, against a scripted HMS service on 127.0.0.1 (no Airflow process).
 
-Triggers through the REST API never get here (the admission check answers 400); a run created
-another way (`airflow dags trigger`, the database) does, and must fail with the reason, kept for
-the audit record as a failure no re-drive will change.
+What each HMS step sends (path, body, Idempotency-Key, the connection's token) and what it makes of
+each answer; the governance gate on every answer governance may give, failing closed on anything
+that is not a decision of the contract; and the gate's `execute_complete` for every status a
+proposal parked by release 0.1 may resume with.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, DownstreamTasksSkipped
 
-from hms_management.domain.steps import ERROR_KEY
-from hms_management.orchestration import operators
-from hms_management.orchestration.operators import GovernanceGateOperator, validated_proposal
+from hms_management.domain.services import TransientServiceError
+from hms_management.domain.steps import APPLY_POLICY, DECISION_KEY, ERROR_KEY, GOVERNANCE_GATE, NOTIFY_OFFICERS
+from hms_management.orchestration.operators import (
+    ApplyPolicyOperator,
+    GovernanceGateOperator,
+    NotifyOfficersOperator,
+    RecordAuditOperator,
+)
+from tests.unit.conftest import TOKEN, context_for
 
-
-class FakeTaskInstance:
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
-
-
-def context_for(conf: dict, run_id: str) -> dict:
-    return {"dag_run": SimpleNamespace(conf=conf, run_id=run_id), "ti": FakeTaskInstance()}
+PROPOSAL = {"id": "p-1", "rule": {"queue": "foia"}, "title": "FOIA", "submitted_by": "hms-a2a"}
+APPROVED = {"status": "approved", "decision_id": "d-1", "reason": "no governance rule objects"}
 
 
-def test_invalid_conf_fails_the_gate_with_the_field_and_asks_nobody(monkeypatch):
-    monkeypatch.setattr(operators.GovernanceDecisionTrigger, "ask", lambda self: pytest.fail("governance was asked"))
-    context = context_for({"id": "bad id!", "rule": "r"}, "proposal__bad id!")
+def run(operator, context):
+    """What Airflow does with a task: render its templates, then execute it."""
+    operator.render_template_fields(context)
+    return operator.execute(context)
+
+
+# -- the HMS steps ---------------------------------------------------------------------------------
+
+
+def test_apply_policy_posts_the_proposal_once_per_proposal_with_the_token_and_renders_what_it_sends(hms):
+    hms.answer("POST", "/svc/policy", 200, {"policy_id": "pol-1", "version": 1})
+    operator = ApplyPolicyOperator(task_id=APPLY_POLICY)
+
+    result = run(operator, context_for(APPLY_POLICY, PROPOSAL))
+
+    [sent] = hms.to("POST", "/svc/policy")
+    assert sent.headers["Idempotency-Key"] == "p-1:apply_policy"
+    assert sent.headers["Authorization"] == TOKEN
+    assert sent.body == {**PROPOSAL, "priority": "normal", "impact": "normal"}
+    assert result == {"policy_id": "pol-1", "version": 1}
+    # What the UI's Rendered tab shows for this try.
+    assert (operator.request_body, operator.idempotency_key) == (sent.body, "p-1:apply_policy")
+
+
+def test_notify_officers_says_which_policy_went_live(hms):
+    hms.answer("POST", "/notifications", 200, {"notification_id": "n-1"})
+    context = context_for(NOTIFY_OFFICERS, PROPOSAL, xcoms={(APPLY_POLICY, "return_value"): {"policy_id": "pol-1"}})
+
+    assert run(NotifyOfficersOperator(task_id=NOTIFY_OFFICERS), context) == {"notification_id": "n-1"}
+
+    [sent] = hms.to("POST", "/notifications")
+    assert sent.headers["Idempotency-Key"] == "p-1:notify_officers"
+    assert sent.body["message"] == "Policy #p-1 live: FOIA" and sent.body["policy"] == {"policy_id": "pol-1"}
+
+
+@pytest.mark.parametrize(("clear_number", "key"), [(0, "p-1:record_audit"), (2, "p-1:record_audit:rerun2")])
+def test_record_audit_writes_the_outcome_under_a_key_of_its_own_per_redrive(hms, clear_number, key):
+    hms.answer("POST", "/audit/log", 200, {"audit_id": "a-1"})
+    xcoms = {(GOVERNANCE_GATE, "return_value"): APPROVED, (GOVERNANCE_GATE, DECISION_KEY): {**APPROVED,
+                                                                                         "reviewer": "rita"},
+             (APPLY_POLICY, "return_value"): {"policy_id": "pol-1", "version": 3},
+             (NOTIFY_OFFICERS, "return_value"): {"notification_id": "n-1"}}
+    context = context_for("record_audit", PROPOSAL, clear_number=clear_number, xcoms=xcoms)
+
+    result = run(RecordAuditOperator(task_id="record_audit"), context)
+
+    [sent] = hms.to("POST", "/audit/log")
+    assert sent.headers["Idempotency-Key"] == key
+    assert sent.body == {**sent.body, "proposalId": "p-1", "outcome": "completed", "decisionId": "d-1",
+                         "reviewer": "rita", "policyVersion": 3, "notificationId": "n-1", "runId": "proposal__p-1"}
+    assert result == {**result, "outcome": "completed", "audit_id": "a-1"}
+
+
+def test_record_audit_of_a_run_whose_conf_is_not_a_proposal_names_the_id_without_the_run_prefix(hms):
+    hms.answer("POST", "/audit/log", 200, {"audit_id": "a-2"})
+    context = context_for("record_audit", {"id": "bad id!", "rule": "r"}, run_id="proposal__bad",
+                          xcoms={(GOVERNANCE_GATE, ERROR_KEY): {"error": "invalid proposal: id", "transient": False}})
+
+    run(RecordAuditOperator(task_id="record_audit"), context)
+
+    [sent] = hms.to("POST", "/audit/log")
+    assert sent.body["proposalId"] == "bad id!" and sent.headers["Idempotency-Key"] == "bad id!:record_audit"
+    assert (sent.body["outcome"], sent.body["failedStep"]) == ("failed", GOVERNANCE_GATE)
+
+
+def test_a_503_is_raised_for_airflow_to_retry_and_kept_as_a_transient_error(hms):
+    hms.answer("POST", "/svc/policy", 503, {"error": "injected fault"})
+    context = context_for(APPLY_POLICY, PROPOSAL)
+
+    with pytest.raises(TransientServiceError, match="503"):
+        run(ApplyPolicyOperator(task_id=APPLY_POLICY), context)
+    assert context["ti"].pushed(ERROR_KEY)["transient"] is True
+
+
+@pytest.mark.parametrize(("status", "body", "words"), [
+    (422, {"error": "rule is not valid"}, "answered 422"),
+    (200, "<html><body>proxy login</body></html>", "not a JSON object"),
+])
+def test_a_refusal_or_an_answer_that_is_not_json_fails_at_once_and_is_kept(hms, status, body, words):
+    hms.answer("POST", "/svc/policy", status, body, content_type="text/html" if isinstance(body, str) else
+               "application/json")
+    context = context_for(APPLY_POLICY, PROPOSAL)
+
+    with pytest.raises(AirflowFailException, match=words):
+        run(ApplyPolicyOperator(task_id=APPLY_POLICY), context)
+    assert context["ti"].pushed(ERROR_KEY)["transient"] is False
+
+
+def test_no_answer_at_all_is_transient(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_HMS_POLICY", '{"conn_type": "http", "host": "127.0.0.1", "port": 9}')
+    context = context_for(APPLY_POLICY, PROPOSAL)
+
+    with pytest.raises(TransientServiceError, match="no answer"):
+        run(ApplyPolicyOperator(task_id=APPLY_POLICY), context)
+
+
+# -- the governance gate ---------------------------------------------------------------------------
+
+
+def gate_with_downstream() -> GovernanceGateOperator:
+    with DAG("gate_alone", schedule=None):
+        gate = GovernanceGateOperator(task_id=GOVERNANCE_GATE)
+        gate >> ApplyPolicyOperator(task_id=APPLY_POLICY) >> NotifyOfficersOperator(task_id=NOTIFY_OFFICERS)
+    return gate
+
+
+def review_record(*, status: str = "review", created: datetime, decided: datetime | None = None, **extra) -> dict:
+    return {"decision_id": "d-9", "status": status, "reason": extra.pop("reason", "high-impact proposal"),
+            "created_at": created.isoformat(), "decided_at": decided.isoformat() if decided else None,
+            "reviewer": extra.pop("reviewer", None), **extra}
+
+
+def test_approved_returns_the_decision_and_keeps_it(hms):
+    hms.answer("POST", "/gov/validate", 200, APPROVED)
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+
+    assert gate_with_downstream().execute(context)["status"] == "approved"
+
+    [asked] = hms.to("POST", "/gov/validate")
+    assert asked.body == {"proposal": {**PROPOSAL, "priority": "normal", "impact": "normal"}}
+    assert asked.headers["Idempotency-Key"] == "p-1:governance_gate"
+    assert context["ti"].pushed(DECISION_KEY)["decision_id"] == "d-1"
+
+
+def test_denied_skips_the_hms_steps_and_keeps_the_reason(hms):
+    hms.answer("POST", "/gov/validate", 400, {"error": "processing is not allowed on weekends", "decision_id": "d-2"})
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+
+    with pytest.raises(AirflowSkipException, match="denied"):
+        gate_with_downstream().execute(context)
+    assert context["ti"].pushed(DECISION_KEY) == {**context["ti"].pushed(DECISION_KEY), "status": "denied",
+                                                   "reason": "processing is not allowed on weekends"}
+
+
+def test_in_review_parks_the_run_skipping_every_later_step_and_keeps_the_deadline(hms):
+    created = datetime.now(UTC) - timedelta(minutes=5)
+    hms.answer("POST", "/gov/validate", 202, {"status": "review", "decision_id": "d-9", "reason": "high impact"})
+    hms.answer("GET", "/gov/decisions/d-9", 200, review_record(created=created))
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+
+    with pytest.raises(DownstreamTasksSkipped) as skipped:  # the task succeeds; the later steps are skipped
+        gate_with_downstream().execute(context)
+
+    assert sorted(skipped.value.tasks) == [APPLY_POLICY, NOTIFY_OFFICERS]
+    decision = context["ti"].pushed(DECISION_KEY)
+    assert decision["status"] == "review"
+    assert datetime.fromisoformat(decision["deadline"]) == created + timedelta(hours=72)  # airflow.cfg's 3 days
+
+
+def test_a_review_past_its_deadline_is_review_timeout_whenever_the_gate_runs_again(hms):
+    hms.answer("POST", "/gov/validate", 202, {"status": "review", "decision_id": "d-9"})
+    hms.answer("GET", "/gov/decisions/d-9", 200, review_record(created=datetime.now(UTC) - timedelta(days=4)))
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+
+    with pytest.raises(AirflowSkipException, match="review_timeout"):
+        gate_with_downstream().execute(context)
+    assert context["ti"].pushed(DECISION_KEY)["status"] == "review_timeout"
+
+
+def test_a_decision_taken_after_the_deadline_is_a_timeout_not_an_approval(hms):
+    created = datetime.now(UTC) - timedelta(days=4)
+    hms.answer("POST", "/gov/validate", 202, {"status": "review", "decision_id": "d-9"})
+    hms.answer("GET", "/gov/decisions/d-9", 200, review_record(
+        status="approved", created=created, decided=created + timedelta(days=3, hours=1), reviewer="rita"))
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+
+    with pytest.raises(AirflowSkipException, match="after the review deadline"):
+        gate_with_downstream().execute(context)
+
+
+def test_a_reviewers_approval_in_time_lets_the_proposal_go_on_naming_the_reviewer(hms):
+    created = datetime.now(UTC) - timedelta(hours=2)
+    hms.answer("POST", "/gov/validate", 202, {"status": "review", "decision_id": "d-9"})
+    hms.answer("GET", "/gov/decisions/d-9", 200, review_record(
+        status="approved", created=created, decided=created + timedelta(hours=1), reviewer="rita", reason="ok"))
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+
+    decision = gate_with_downstream().execute(context)
+
+    assert (decision["status"], decision["reviewer"]) == ("approved", "rita")
+
+
+UNKNOWN_ANSWERS = {
+    "escalated": (200, {"status": "escalated", "decision_id": "d"}),
+    "cancelled": (200, {"status": "cancelled", "decision_id": "d"}),
+    "empty-status": (200, {"status": "", "decision_id": "d"}),
+    "null-status": (200, {"status": None, "decision_id": "d"}),
+    "no-status": (200, {"decision_id": "d"}),
+    "not-json": (200, "approved"),
+    "html-page": (200, "<html><body><h1>Welcome</h1></body></html>"),
+    "json-list": (200, ["approved"]),
+    "approved-with-202": (202, {"status": "approved", "decision_id": "d"}),
+    "review-without-id": (202, {"status": "review"}),
+    "denial-without-reason": (400, {"decision_id": "d"}),
+    "201": (201, {"status": "approved", "decision_id": "d"}),
+}
+
+
+@pytest.mark.parametrize("answer", list(UNKNOWN_ANSWERS.values()), ids=list(UNKNOWN_ANSWERS))
+def test_anything_but_a_decision_fails_the_gate_closed_naming_what_was_answered(hms, answer):
+    status, body = answer
+    hms.answer("POST", "/gov/validate", status, body, content_type="text/html" if isinstance(body, str) else
+               "application/json")
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+
+    with pytest.raises(AirflowFailException, match=f"answered {status}") as failed:
+        gate_with_downstream().execute(context)
+
+    shown = body if isinstance(body, str) else (body.get("status") if isinstance(body, dict) else "approved")
+    assert str(shown or "") in str(failed.value)
+    assert context["ti"].pushed(ERROR_KEY)["transient"] is False
+    assert context["ti"].pushed(DECISION_KEY) is None  # nothing the HMS steps could take for a decision
+    assert [r.path for r in hms.requests] == ["/gov/validate"]
+
+
+@pytest.mark.parametrize("record_status", ["escalated", None, "approved-ish"])
+def test_a_decision_record_with_an_unknown_status_fails_closed(hms, record_status):
+    hms.answer("POST", "/gov/validate", 202, {"status": "review", "decision_id": "d-9"})
+    hms.answer("GET", "/gov/decisions/d-9", 200, review_record(status=record_status, created=datetime.now(UTC)))
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+
+    with pytest.raises(AirflowFailException, match="no status of the contract"):
+        gate_with_downstream().execute(context)
+
+
+def test_governance_unavailable_is_retried_by_airflow(hms):
+    hms.answer("POST", "/gov/validate", 503, {"error": "down"})
+    with pytest.raises(TransientServiceError):
+        gate_with_downstream().execute(context_for(GOVERNANCE_GATE, PROPOSAL))
+
+
+def test_invalid_conf_fails_the_gate_with_the_field_and_asks_nobody(hms):
+    context = context_for(GOVERNANCE_GATE, {"id": "bad id!", "rule": "r"})
 
     with pytest.raises(AirflowFailException, match="invalid proposal: id"):
-        GovernanceGateOperator(task_id="governance_gate").execute(context)
+        gate_with_downstream().execute(context)
 
-    error = context["ti"].pushed[ERROR_KEY]
+    error = context["ti"].pushed(ERROR_KEY)
     assert error["error"].startswith("invalid proposal: id") and error["transient"] is False
+    assert hms.requests == []
 
 
-def test_a_run_id_that_is_not_the_proposals_fails_the_gate():
-    context = context_for({"id": "p-1", "rule": "r"}, "manual__2026-11-27")
-
+def test_a_run_id_that_is_not_the_proposals_fails_the_gate(hms):
     with pytest.raises(AirflowFailException, match="one run per proposal"):
-        GovernanceGateOperator(task_id="governance_gate").execute(context)
+        gate_with_downstream().execute(context_for(GOVERNANCE_GATE, PROPOSAL, run_id="manual__2026-11-27"))
+    assert hms.requests == []
 
 
-def test_later_steps_read_the_proposal_with_its_defaults_from_the_conf():
-    assert validated_proposal(context_for({"id": "p-1", "rule": "r"}, "proposal__p-1"))["priority"] == "normal"
-    assert validated_proposal(context_for({"rule": "r"}, "proposal__x")) is None  # the gate has failed the run
+# -- a proposal parked by release 0.1 resumes through execute_complete -------------------------------
+
+
+def test_legacy_event_approved_returns_the_decision():
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+    decision = gate_with_downstream().execute_complete(context, {"status": "approved", "decision_id": "d",
+                                                                 "reviewer": "rita", "reason": "ok"})
+    assert (decision["status"], decision["reviewer"]) == ("approved", "rita")
+
+
+@pytest.mark.parametrize("status", ["denied", "review_timeout"])
+def test_legacy_event_denied_or_timed_out_skips_the_steps_and_keeps_the_decision(status):
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+    with pytest.raises(AirflowSkipException, match=status):
+        gate_with_downstream().execute_complete(context, {"status": status, "decision_id": "d", "reason": "why"})
+    assert context["ti"].pushed(DECISION_KEY)["status"] == status
+
+
+@pytest.mark.parametrize("event", [{"status": "escalated"}, {"status": None}, {}, {"status": "review"},
+                                   {"status": "error", "reason": "401 refused", "transient": False}])
+def test_legacy_event_of_anything_else_fails_closed(event):
+    context = context_for(GOVERNANCE_GATE, PROPOSAL)
+    with pytest.raises(AirflowFailException):
+        gate_with_downstream().execute_complete(context, event)
+    assert context["ti"].pushed(DECISION_KEY) is None
+
+
+def test_legacy_transient_error_event_is_retried():
+    with pytest.raises(TransientServiceError):
+        gate_with_downstream().execute_complete(context_for(GOVERNANCE_GATE, PROPOSAL),
+                                                {"status": "error", "reason": "503", "transient": True})

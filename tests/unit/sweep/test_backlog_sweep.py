@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from hms_management.client import Run
 from hms_management.domain.proposal import parse_proposal, run_id_for
+from hms_management.domain.services import BACKLOG
 from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, RECORD_AUDIT
+from hms_management.orchestration.hook import HmsHook
 from hms_management.sweep.adapters import HttpBacklog
 from hms_management.sweep.plan import (
     REDRIVE,
     REDRIVEN_ACTION,
     START_QUEUED,
+    FailedRun,
     Failure,
     SweepError,
     failure_of,
@@ -26,6 +28,7 @@ from hms_management.sweep.plan import (
     sweep_schedule,
 )
 from hms_management.sweep.runner import redrive_failed_runs, take_backlog
+from tests.unit.conftest import TOKEN
 
 RULE = {"queue": "foia"}
 
@@ -59,45 +62,57 @@ class FakeBacklog:
     def mark_taken(self, proposal_id: str, run_id: str) -> str:
         return self._mark(proposal_id, "taken", run_id=run_id)
 
-    def mark_rejected(self, proposal_id: str, reason: str) -> str:
-        return self._mark(proposal_id, "rejected", reason=reason)
+    def mark_rejected(self, proposal_id: str, reason: str, *, redact: list[str] | None = None) -> str:
+        return self._mark(proposal_id, "rejected", reason=reason, redacted=redact or [])
 
     def status(self, proposal_id: str) -> str:
         return self.entries[proposal_id]["status"]
+
+
+T0 = datetime(2025, 1, 1, 10, 0, tzinfo=UTC)
+
+
+def at(minute: int) -> str:
+    """An end date: minute `minute` after 10:00 on a day when runs failed."""
+    return (T0 + timedelta(minutes=minute)).isoformat()
 
 
 class FakeRuns:
     """Proposal runs in Airflow: one per run id; failed runs with what their audit step left."""
 
     def __init__(self, events: list[tuple[str, str]] | None = None):
-        self.runs: dict[str, Run] = {}
+        self.confs: dict[str, dict[str, Any]] = {}
+        self.failed: dict[str, FailedRun] = {}
         self.created = 0
         self.events = events if events is not None else []
         self.outcomes: dict[str, dict[str, Any] | None] = {}
         self.audit_errors: dict[str, dict[str, Any]] = {}
         self.cleared: list[tuple[str, str]] = []
+        self.outcome_reads = 0
         self.crash_on_clear = False
 
     def start(self, proposal):
-        if proposal.run_id in self.runs:
-            return "exists", None
-        self.runs[proposal.run_id] = Run(proposal.run_id, "queued", None, None, None, None, proposal.as_conf())
+        if proposal.id in self.confs:
+            same = parse_proposal(self.confs[proposal.id]).as_conf() == proposal.as_conf()
+            return ("exists", None) if same else ("conflict", f"conflict: run {proposal.run_id} has other content")
+        self.confs[proposal.id] = proposal.as_conf()
         self.created += 1
         self.events.append(("run", proposal.id))
         return "started", None
 
     def fail(self, proposal_id: str, *, ended_at: str, outcome: dict[str, Any] | None = None,
              audit_error: dict[str, Any] | None = None) -> None:
-        run_id = run_id_for(proposal_id)
-        self.runs[run_id] = Run(run_id, "failed", None, None, None, ended_at, {"id": proposal_id, "rule": RULE})
+        self.failed[proposal_id] = FailedRun(run_id_for(proposal_id), {"id": proposal_id, "rule": RULE}, ended_at)
         self.outcomes[proposal_id] = outcome
         if audit_error:
             self.audit_errors[proposal_id] = audit_error
 
-    def failed_runs(self, *, ended_after: str) -> list[Run]:
-        return [r for r in self.runs.values() if r.state == "failed"]
+    def failed_runs(self, *, ended_after: datetime, limit: int) -> list[FailedRun]:
+        later = [r for r in self.failed.values() if datetime.fromisoformat(r.end_date) > ended_after]
+        return sorted(later, key=lambda r: r.end_date)[:limit]
 
     def outcome(self, proposal_id: str):
+        self.outcome_reads += 1
         return self.outcomes.get(proposal_id)
 
     def audit_step_error(self, proposal_id: str):
@@ -107,8 +122,7 @@ class FakeRuns:
         if self.crash_on_clear:
             raise SweepError("Airflow's REST API did not answer (clear): ConnectError")
         self.cleared.append((proposal_id, step))
-        run = self.runs[run_id_for(proposal_id)]
-        self.runs[run.run_id] = Run(run.run_id, "queued", None, None, None, None, run.conf)
+        del self.failed[proposal_id]  # queued again: no longer a failed run
         return [step]
 
 
@@ -221,7 +235,7 @@ def test_a_crash_between_start_and_mark_loses_nothing_and_duplicates_nothing():
 
 def test_an_invalid_proposal_the_backlog_cannot_mark_is_left_with_why_and_the_rest_goes_on():
     backlog = FakeBacklog(entry("odd", colour="red"), entry("p-1"))
-    backlog.mark_rejected = lambda proposal_id, reason: "gone"  # as if the backlog answered 404 for its id
+    backlog.mark_rejected = lambda proposal_id, reason, redact=None: "gone"  # as if the backlog answered 404 for its id
 
     intake = take_backlog(backlog, FakeRuns(), batch_size=10)
 
@@ -256,8 +270,8 @@ def test_only_a_batch_is_taken_and_the_rest_waits():
 # -- which failures are re-driven ------------------------------------------------------------------
 
 
-def failed_run(proposal_id: str = "p-1", ended_at: str = "2025-01-01T10:00:00Z") -> Run:
-    return Run(run_id_for(proposal_id), "failed", None, None, None, ended_at, {"id": proposal_id})
+def failed_run(proposal_id: str = "p-1", ended_at: str = "2025-01-01T10:00:00+00:00") -> FailedRun:
+    return FailedRun(run_id_for(proposal_id), {"id": proposal_id}, ended_at)
 
 
 @pytest.mark.parametrize(
@@ -291,14 +305,16 @@ def test_redrives_of_earlier_failures_count_but_a_record_for_this_failure_does_n
     assert redrives_before(records, failure) == 2
 
 
-def redrive(runs: FakeRuns, audit: FakeAuditLog, limit: int = 3):
-    return redrive_failed_runs(runs, audit, limit=limit, ended_after="2025-01-01T00:00:00Z", sweep_run_id="sweep-1")
+def redrive(runs: FakeRuns, audit: FakeAuditLog, limit: int = 3, per_sweep: int = 50, after: str | None = None):
+    return redrive_failed_runs(runs, audit, limit=limit, per_sweep=per_sweep,
+                               ended_after=datetime.fromisoformat(after) if after else T0 - timedelta(hours=1),
+                               sweep_run_id="sweep-1")
 
 
 def test_a_transient_failure_is_redriven_from_its_step_with_an_audit_record():
     runs, audit = FakeRuns(), FakeAuditLog()
-    runs.fail("p-1", ended_at="t1", outcome=transient_failure())
-    runs.fail("p-2", ended_at="t1", outcome={"outcome": "failed", "failed_step": APPLY_POLICY, "reason": "422",
+    runs.fail("p-1", ended_at=at(1), outcome=transient_failure())
+    runs.fail("p-2", ended_at=at(1), outcome={"outcome": "failed", "failed_step": APPLY_POLICY, "reason": "422",
                                              "transient": False})
 
     result = redrive(runs, audit)
@@ -316,7 +332,7 @@ def test_a_proposal_is_redriven_at_most_limit_times():
     runs, audit = FakeRuns(), FakeAuditLog()
     rounds = []
     for attempt in range(4):
-        runs.fail("p-1", ended_at=f"t{attempt}", outcome=transient_failure())  # failed again after each re-drive
+        runs.fail("p-1", ended_at=at(attempt), outcome=transient_failure())  # failed again after each re-drive
         rounds.append(redrive(runs, audit, limit=2))
 
     assert [bool(r.redriven) for r in rounds] == [True, True, False, False]
@@ -327,7 +343,7 @@ def test_a_proposal_is_redriven_at_most_limit_times():
 
 def test_a_crash_between_the_record_and_the_clear_is_finished_by_the_next_sweep_with_one_record():
     runs, audit = FakeRuns(), FakeAuditLog()
-    runs.fail("p-1", ended_at="t1", outcome=transient_failure())
+    runs.fail("p-1", ended_at=at(1), outcome=transient_failure())
     runs.crash_on_clear = True
 
     first = redrive(runs, audit, limit=1)
@@ -356,11 +372,12 @@ def test_summary_counts_each_kind_and_reads_as_one_line():
     )
 
     assert summary.complete
-    assert summary.counts == {"started": 2, "already_running": 1, "rejected": 1, "redriven": 1,
+    assert summary.counts == {"started": 2, "already_running": 1, "rejected": 1, "conflicts": 0, "redriven": 1,
                               "left_for_next_sweep": 0}
     assert summary.headline == (
-        "Sweep: started 2, already running 1, rejected 1, re-driven 1, left for the next sweep 0; more "
-        "proposals are queued beyond this sweep's batch; 1 failed run(s) reached the re-drive limit and need a human"
+        "Sweep: started 2, already running 1, rejected 1 (0 id conflicts), re-driven 1, left for the next sweep 0; "
+        "more proposals are queued beyond this sweep's batch; 1 failed run(s) reached the re-drive limit and need "
+        "a human"
     )
     assert summary.as_dict()["redrive_limit_reached"] == ["f"]
 
@@ -380,75 +397,83 @@ def test_summary_of_a_failed_part_says_incomplete_and_why():
     assert "FAILED start_queued_proposals: the HMS backlog service is unavailable" in summary.headline
 
 
-# -- the backlog service over HTTP -------------------------------------------------------------------
+# -- the backlog service over the HMS transport -----------------------------------------------------
 
 
-class FakeResponse:
-    def __init__(self, status_code: int, body: Any):
-        self.status_code, self.body, self.text = status_code, body, str(body)
-
-    def json(self) -> Any:
-        return self.body
-
-
-class FakeSession:
-    def __init__(self, *answers: FakeResponse):
-        self.answers, self.calls = list(answers), []
-
-    def request(self, method: str, url: str, **kwargs: Any) -> FakeResponse:
-        self.calls.append((method, url, kwargs))
-        return self.answers.pop(0)
-
-
-def test_backlog_answering_503_is_a_sweep_error_that_names_the_service():
-    backlog = HttpBacklog(FakeSession(FakeResponse(503, {"error": "injected fault"})), "http://hms")
+def test_backlog_answering_503_is_a_sweep_error_that_names_the_service(hms):
+    hms.answer("GET", "/backlog/proposals", 503, {"error": "injected fault"})
 
     with pytest.raises(SweepError, match=r"HMS backlog service is unavailable: GET /backlog/proposals answered 503"):
-        backlog.pending(limit=10)
+        HttpBacklog(HmsHook(BACKLOG)).pending(limit=10)
 
 
-def test_backlog_calls_carry_a_timeout_and_an_id_as_one_path_segment():
-    session = FakeSession(FakeResponse(200, {"status": "taken"}), FakeResponse(200, {"status": "rejected"}))
-    backlog = HttpBacklog(session, "http://hms/")
+def test_backlog_marks_address_an_id_as_one_path_segment_and_redact_credentials(hms):
+    # On the wire: a slash stays encoded, so "../x" is one segment (requests sends %2E as ".").
+    hms.answer("POST", "/backlog/proposals/p-1.2/taken", 200, {"status": "taken"})
+    hms.answer("POST", "/backlog/proposals/..%2Fx/rejected", 200, {"status": "rejected"})
+    backlog = HttpBacklog(HmsHook(BACKLOG))
 
-    backlog.mark_taken("p-1.2", "proposal__p-1.2")
-    backlog.mark_rejected("../x", "invalid")
+    assert backlog.mark_taken("p-1.2", "proposal__p-1.2") == "taken"
+    assert backlog.mark_rejected("../x", "invalid", redact=["metadata.token"]) == "rejected"
 
-    (method, url, kwargs), (_, rejected_url, _) = session.calls
-    assert (method, url) == ("POST", "http://hms/backlog/proposals/p-1%2E2/taken")
-    assert rejected_url == "http://hms/backlog/proposals/%2E%2E%2Fx/rejected"  # never /backlog/x/rejected
-    assert kwargs["timeout"] > 0
-    assert kwargs["json"] == {"run_id": "proposal__p-1.2"}
-
-
-# -- against the reference backend, in process ---------------------------------------------------
+    taken, rejected = hms.requests  # never /backlog/x/rejected
+    assert taken.body == {"run_id": "proposal__p-1.2"}
+    assert rejected.body == {"reason": "invalid", "redact": ["metadata.token"]}
+    assert rejected.headers["Authorization"] == TOKEN
 
 
-@pytest.fixture
-def reference_backlog(tmp_path) -> Iterator[tuple[HttpBacklog, Any]]:
-    from fastapi.testclient import TestClient
-
-    from hms_backend import Settings, create_app
-    from hms_backend.auth import generate_secret, mint_token
-
-    settings = Settings(data_dir=tmp_path / "hms", jwt_secret=generate_secret())
-    token = mint_token(settings.jwt_secret, "airflow", ttl_seconds=300)
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"}) as client:
-        yield HttpBacklog(client, str(client.base_url)), client
+# -- nothing silently dropped, nothing kept that must not be --------------------------------------
 
 
-def test_the_reference_backlog_is_taken_and_rejected_as_the_sweep_expects(reference_backlog):
-    backlog, client = reference_backlog
-    for proposal in ({"id": "p-1.2", "rule": RULE}, {"id": "leaky", "rule": RULE, "token": "x"}):
-        client.post("/backlog/proposals", json=proposal).raise_for_status()
+def test_an_id_that_has_a_run_with_other_content_is_rejected_as_a_conflict_never_taken():
+    backlog = FakeBacklog(entry("p-1", title="the backlog's version"))
     runs = FakeRuns()
+    runs.start(parse_proposal(entry("p-1", title="an agent's version")["proposal"]))
 
     intake = take_backlog(backlog, runs, batch_size=10)
-    again = take_backlog(backlog, runs, batch_size=10)
 
-    assert (intake.started, list(intake.rejected)) == (["p-1.2"], ["leaky"])
-    taken = client.get("/backlog/proposals", params={"status": "taken"}).json()["items"]
-    assert [(e["id"], e["run_id"]) for e in taken] == [("p-1.2", "proposal__p-1.2")]
-    rejected = client.get("/backlog/proposals", params={"status": "rejected"}).json()["items"]
-    assert "plain text" in rejected[0]["reason"]
-    assert (again.started, again.rejected, again.left) == ([], {}, {})  # nothing pending is left behind
+    assert backlog.status("p-1") == "rejected"
+    assert intake.rejected["p-1"].startswith("conflict:")
+    assert intake.conflicts == ["p-1"] and intake.already_running == []
+    assert "(1 id conflict)" in summarize(intake.as_dict(), {"redriven": {}}).headline
+
+
+def test_an_entry_rejected_for_credentials_has_their_values_redacted_wherever_they_were():
+    backlog = FakeBacklog(entry("leaky", metadata={"auth": {"api_key": "k-123"}}, token="eyJ"))
+
+    take_backlog(backlog, FakeRuns(), batch_size=10)
+
+    assert backlog.status("leaky") == "rejected"
+    assert backlog.entries["leaky"]["redacted"] == ["token", "metadata.auth", "metadata.auth.api_key"]
+
+
+# -- re-drives: bounded per sweep, each failure read once ---------------------------------------
+
+
+def test_after_an_outage_a_sweep_redrives_at_most_its_cap_and_the_next_goes_on_from_there():
+    runs, audit = FakeRuns(), FakeAuditLog()
+    for n in range(1000):
+        runs.fail(f"p-{n:04d}", ended_at=at(n), outcome=transient_failure())
+
+    first = redrive(runs, audit, per_sweep=50)
+    second = redrive(runs, audit, per_sweep=50, after=first.examined_until)
+
+    assert len(first.redriven) == 50 and first.more_failures
+    assert sorted(first.redriven)[0] == "p-0000" and first.examined_until == at(49)  # oldest first
+    assert sorted(second.redriven) == [f"p-{n:04d}" for n in range(50, 100)]
+    assert runs.outcome_reads == 100  # each sweep read only the failures it re-drove
+    assert "more failed runs wait" in summarize({}, first.as_dict()).headline
+
+
+def test_old_failures_no_redrive_helps_are_read_by_one_sweep_not_by_every_sweep():
+    runs, audit = FakeRuns(), FakeAuditLog()
+    for n in range(200):
+        runs.fail(f"p-{n}", ended_at=at(n), outcome={"outcome": "failed", "failed_step": APPLY_POLICY,
+                                                     "reason": "422", "transient": False})
+
+    first = redrive(runs, audit)
+    reads_by_the_first = runs.outcome_reads
+    second = redrive(runs, audit, after=first.examined_until)
+
+    assert (first.not_transient, reads_by_the_first) == (200, 200)
+    assert (second.not_transient, runs.outcome_reads) == (0, 200)  # nothing new: nothing read again

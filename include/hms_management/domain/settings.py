@@ -1,0 +1,74 @@
+"""Every `[hms_management]` setting of airflow.cfg, its default and its meaning, in one place.
+
+The values in effect come from Airflow's configuration (airflow.cfg, or AIRFLOW__HMS_MANAGEMENT__<KEY>
+in the environment); `orchestration.config.settings()` reads them. A key left out falls back to the
+default here, so code never spells a default of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import timedelta
+
+CONFIG_SECTION = "hms_management"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # How long a proposal may wait for a human reviewer, counted from the moment governance put it
+    # in review (the decision's own creation time), before its outcome is review_timeout.
+    review_timeout_seconds: float = 72 * 3600
+    # How often the review watcher asks governance for decisions taken since it last looked: one
+    # request per interval for every proposal in review.
+    review_watch_poll_seconds: float = 2.0
+    # The longest one watch lasts before the watcher looks again from a fresh run (each is a run
+    # of DAG review_watch: its history stays short and readable).
+    review_watch_cycle_seconds: float = 600.0
+    # A reviewer is reminded this long before a review times out (kind review_reminder).
+    review_reminder_seconds: float = 12 * 3600
+    # A proposal not finished this long after it was queued, time in review not counted, is
+    # reported to the officers (kind deadline). 0 switches the alert off.
+    proposal_deadline_seconds: float = 3600.0
+    # Users who may decide reviews (comma-separated Airflow user names); never a proposal's submitter.
+    reviewers: str = "reviewer"
+    # Most proposal runs running at once: more wait queued, in submission order (priority: high
+    # first), so a burst flows through instead of advancing together.
+    max_running_proposals: int = 24
+    # Backlog sweep cadence (cron, or `none` for manual sweeps).
+    backlog_sweep_schedule: str = "*/15 * * * *"
+    # Most proposals one sweep starts.
+    backlog_sweep_batch_size: int = 100
+    # Most re-drives per proposal: an outage that outlasts this many sweeps is for a human.
+    backlog_redrive_limit: int = 3
+    # Only runs that failed this recently are re-driven.
+    backlog_redrive_window_hours: float = 24.0
+    # Most re-drives one sweep starts, whatever an outage left behind.
+    backlog_redrives_per_sweep: int = 50
+
+    @property
+    def review_timeout(self) -> timedelta:
+        return timedelta(seconds=self.review_timeout_seconds)
+
+    @property
+    def reviewer_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.reviewers.split(",") if name.strip())
+
+
+class SettingsError(ValueError):
+    """A value in [hms_management] that is not of its setting's type; the message names it."""
+
+
+def load(value_of: Callable[[str], str | None]) -> Settings:
+    """Settings from `value_of(key)` (the raw configured text, None when absent)."""
+    values = {}
+    for setting in fields(Settings):
+        raw = value_of(setting.name)
+        if raw is None:
+            continue
+        kind = {"float": float, "int": int, "str": str}[str(setting.type)]
+        try:
+            values[setting.name] = kind(raw.strip()) if kind is not str else raw
+        except ValueError:
+            raise SettingsError(f"[{CONFIG_SECTION}] {setting.name} = {raw!r}: expected {kind.__name__}") from None
+    return Settings(**values)

@@ -1,0 +1,112 @@
+"""A scripted HMS service on 127.0.0.1, and the pieces of a task's context, for operators tested alone.
+
+`hms` answers each (method, path) with what the test scripted (status, body, content type) and
+records every request it got, so a test reads exactly what an operator sent: its path, its
+headers (the Idempotency-Key, the token from the connection) and its JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from hms_management.domain.services import SERVICES
+
+TOKEN = "Bearer unit-test-token"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class ScriptedHms:
+    url: str
+    answers: dict[tuple[str, str], list[tuple[int, str, str]]] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+
+    def answer(self, method: str, path: str, status: int, body: Any = None, *, content_type: str = "application/json",
+               times: int = 1) -> None:
+        """The next `times` calls of (method, path) get this answer (the last one scripted repeats)."""
+        text = body if isinstance(body, str) else json.dumps(body if body is not None else {})
+        self.answers.setdefault((method, path), []).extend([(status, text, content_type)] * times)
+
+    def to(self, method: str, path: str) -> list[Request]:
+        return [r for r in self.requests if (r.method, r.path) == (method, path)]
+
+
+@pytest.fixture
+def hms(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedHms]:
+    scripted: ScriptedHms
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            scripted.requests.append(Request(self.command, parts.path, parts.query, dict(self.headers),
+                                             json.loads(raw) if raw else None))
+            queue = scripted.answers.get((self.command, parts.path)) or [(404, '{"error": "not scripted"}',
+                                                                          "application/json")]
+            status, text, content_type = queue.pop(0) if len(queue) > 1 else queue[0]
+            payload = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    scripted = ScriptedHms(f"http://127.0.0.1:{port}")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    for service in SERVICES:  # every HMS connection points here, with a token as its extra
+        monkeypatch.setenv(f"AIRFLOW_CONN_{service.conn_id.upper()}", json.dumps(
+            {"conn_type": "http", "host": "127.0.0.1", "port": port, "extra": {"Authorization": TOKEN}}))
+    yield scripted
+    server.shutdown()
+    server.server_close()
+
+
+class FakeTaskInstance:
+    """XComs in a dict, keyed by (task id, key), as a task's own pushes and its upstreams' results."""
+
+    map_index = -1
+
+    def __init__(self, task_id: str, xcoms: dict[tuple[str, str], Any] | None = None) -> None:
+        self.task_id = task_id
+        self.xcoms = dict(xcoms or {})
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[self.task_id, key] = value
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        return self.xcoms.get((task_ids, key))
+
+    def pushed(self, key: str) -> Any:
+        return self.xcoms.get((self.task_id, key))
+
+
+def context_for(task_id: str, conf: dict[str, Any], *, run_id: str | None = None, clear_number: int = 0,
+                xcoms: dict[tuple[str, str], Any] | None = None) -> dict[str, Any]:
+    run_id = run_id or f"proposal__{conf.get('id')}"
+    return {"dag_run": SimpleNamespace(conf=conf, run_id=run_id, clear_number=clear_number),
+            "ti": FakeTaskInstance(task_id, xcoms)}
