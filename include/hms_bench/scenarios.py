@@ -17,7 +17,7 @@ import httpx
 from hms_bench import measure
 from hms_management.client import AirflowClient
 from hms_management.domain.proposal import DAG_ID, run_id_for
-from hms_management.domain.steps import GOVERNANCE_GATE
+from hms_management.domain.steps import RECORD_AUDIT
 from hms_management.sweep.plan import SWEEP_DAG_ID
 from hms_stack.probe import StackProbe
 from hms_stack.stack import Stack
@@ -135,14 +135,13 @@ def parked(stack: Stack, client: StackProbe, sizes: Sizes, burst_per_min: float 
     started = time.monotonic()
     measure.trigger_all(client, DAG_ID, {run_id_for(pid): proposal(pid, **IN_REVIEW) for pid in ids})
     deadline = time.monotonic() + timeout
-    while (waiting := measure.count_task_instances(client, DAG_ID, ("deferred",), GOVERNANCE_GATE, mark)) < len(ids):
+    while (waiting := parked_count(client, mark)) < len(ids):
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {waiting} of {len(ids)} proposals reached review in {timeout:.0f} s")
         time.sleep(2)
     parking_s = time.monotonic() - started
     resources.stop()
-    # Deferred is the task's side; the triggerer takes the new triggers up a moment later. Let it,
-    # and let the last task processes exit, before counting what the parked proposals hold.
+    # Let the last task processes exit before counting what the parked proposals hold.
     time.sleep(20)
     held = measure.count_task_instances(client, DAG_ID, ("running", "queued", "scheduled"), tag=mark)
     gate_pool = client.pool("hms_governance")
@@ -151,16 +150,21 @@ def parked(stack: Stack, client: StackProbe, sizes: Sizes, burst_per_min: float 
     progress(f"    {len(ids)} parked in {parking_s:.0f} s; slots held {held}; +{sum(extra.values()):.0f} MB {extra}")
 
     ordinary = burst(stack, client, DAG_ID, sizes.ordinary, timeout=timeout, progress=progress)
-    still_parked = measure.count_task_instances(client, DAG_ID, ("deferred",), GOVERNANCE_GATE, mark)
+    still_parked = parked_count(client, mark)
     _release(client, mark)
     return {"parked": len(ids), "ordinary": sizes.ordinary, "slots_held": held,
             "gate_pool": {k: gate_pool.get(k) for k in ("running_slots", "queued_slots", "deferred_slots")},
-            "gate_states": {"deferred": still_parked},
+            "gate_states": {"parked": still_parked},
             "extra_mem_mb": round(sum(extra.values()), 1), "extra_mem_mb_by_component": extra,
             "parking_s": round(parking_s, 1),
             "parking_cpu_s_by_component": resources.cpu_split,
             "per_min": ordinary["per_min"], "failed": ordinary["failed"],
             "vs_burst": round(ordinary["per_min"] / burst_per_min, 3) if burst_per_min else None}
+
+
+def parked_count(client: AirflowClient, mark: str) -> int:
+    """Proposals parked in review: their run ended with every step after the gate skipped."""
+    return measure.count_task_instances(client, DAG_ID, ("skipped",), RECORD_AUDIT, mark)
 
 
 def _release(client: AirflowClient, mark: str) -> None:

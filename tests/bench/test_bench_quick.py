@@ -57,7 +57,7 @@ def test_every_burst_proposal_succeeds_and_resources_are_accounted(quick_run):
 def test_parked_proposals_hold_no_worker_slot_and_sweeps_drain_the_backlog_once(quick_run):
     parked, drain = quick_run[0]["scenarios"]["parked"], quick_run[0]["scenarios"]["sweep_drain"]
     assert (parked["parked"], parked["slots_held"], parked["failed"]) == (QUICK.parked, 0, 0)
-    assert parked["gate_states"] == {"deferred": QUICK.parked}  # still parked after the ordinary ones ran
+    assert parked["gate_states"] == {"parked": QUICK.parked}  # still parked after the ordinary ones ran
     assert (drain["queued"], drain["runs"]) == (QUICK.backlog, QUICK.backlog)
     assert (drain["duplicates"], drain["pending_left"]) == (0, 0)
 

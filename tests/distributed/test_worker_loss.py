@@ -138,28 +138,37 @@ def test_burst_of_100_on_two_workers_every_proposal_ends_right(agent, hms, prefi
           f"from the first trigger to the last run's end (Airflow's queued_at / end_date)")
 
 
+# Every policy update is applied at once and answered this much later: the apply_policy tasks are
+# in flight for seconds, so the victim is provably in the middle of some when it dies, and their
+# retries meet side effects that were already applied (the Idempotency-Key must hold).
+POLICY_ANSWER_HELD_MS = 2000
+
+
 @pytest.mark.usefixtures("fresh_stats")
 def test_worker_killed_mid_burst_every_proposal_ends_right_and_no_side_effect_twice(stack, agent, hms, prefix):
     expected = burst(prefix)
     victim = stack.worker_names[0]
+    hms.put("/admin/faults", json={"route": POLICY.endpoint, "hold_answer_ms": POLICY_ANSWER_HELD_MS,
+                                   "times": -1}).raise_for_status()
 
     submit_all(agent, expected)
     # In the middle of the burst, and while the victim is running tasks.
     wait_until(lambda: sum(r["state"] in TERMINAL_STATES for r in runs(agent, prefix)) >= BURST // 5,
                BURST_TIMEOUT, "a fifth of the burst never ended", poll=0.5)
     terminal_at_kill = sum(r["state"] in TERMINAL_STATES for r in runs(agent, prefix))
-    # Kill the moment the victim is seen running a task: a task takes ~0.1 s now, so even one API
-    # call between the look and the kill can let it finish (then nothing is lost and nothing retried).
+    held_before = hms.get("/stats").json()["routes"][route(POLICY)]["in_flight"]
     killed_while_running = wait_until(lambda: busy_task_processes(stack, victim), BURST_TIMEOUT,
                                       f"{victim} never ran a task", poll=0.02)
     kill_tree(stack.processes[victim].pid)
+    hms.delete("/admin/faults").raise_for_status()
     found = wait_until(lambda: all_terminal(agent, prefix), BURST_TIMEOUT, "the burst was not over")
 
     assert_each_ends_right_with_one_side_effect_each(agent, hms, expected, found)
     retried = tries(agent, expected)
     assert retried  # the tasks the lost worker was running got a second try
     policy = hms.get("/stats").json()["routes"].get(route(POLICY), {})
-    print(f"{victim} killed (SIGKILL, whole process tree) running {killed_while_running} task(s), "
+    print(f"{victim} killed (SIGKILL, whole process tree) running {killed_while_running} task(s) "
+          f"({held_before} policy answers held at the backend), "
           f"{terminal_at_kill}/{BURST} runs over; all {BURST} ended right; "
           f"{len(retried)} task instance(s) retried: {retried}; "
           f"POST /svc/policy: {policy.get('calls')} calls, {policy.get('side_effects')} side effects; "

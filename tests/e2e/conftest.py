@@ -19,6 +19,9 @@ from hms_stack.stack import Stack, free_port
 
 # Short waits so that the review tests finish in seconds; everything else is as `make run` has it.
 REVIEW_TIMEOUT_SECONDS = 20
+# An HMS call unanswered this long is retried under the same key: short, so that a test can hold an
+# answer past it (the backend's hold_answer_ms fault) in seconds; long enough for two busy cores.
+REQUEST_TIMEOUT_SECONDS = 4
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,6 +56,7 @@ def stack() -> Iterator[Stack]:
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_WATCH_POLL_SECONDS": "0.5",
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT_SECONDS),
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_REMINDER_SECONDS": str(REVIEW_TIMEOUT_SECONDS // 2),
+            "AIRFLOW__HMS_MANAGEMENT__REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS),
             # The tests start sweeps themselves; a scheduled one would blur their counts.
             "AIRFLOW__HMS_MANAGEMENT__BACKLOG_SWEEP_SCHEDULE": "none",
         },

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from hms_management.client import AirflowClient
-from hms_management.domain.proposal import run_id_for
+from hms_management.domain.proposal import DAG_ID, run_id_for
+from tests.e2e.conftest import REQUEST_TIMEOUT_SECONDS
 
 RULE = {"queue": "foia", "strategy": "oldest-first"}
 
@@ -162,3 +163,83 @@ def test_policy_refusing_with_422_fails_at_once_without_retries(agent, hms, prop
     [record] = audit(hms, proposal_id)
     assert record["failedStep"] == "apply_policy"
     assert record["transient"] is False  # no re-drive will change a refusal
+
+
+# -- nothing applied twice, even when the answer is lost after the side effect ------------------------
+
+HOLD_MS = (REQUEST_TIMEOUT_SECONDS + 2) * 1000  # past the request timeout: the step gives up and retries
+
+
+def outcome_records(hms: httpx.Client, proposal_id: str) -> list[dict]:
+    return [r for r in audit(hms, proposal_id) if r["action"] == "proposal.orchestrated"]
+
+
+@pytest.mark.parametrize(("step", "route"), [("apply_policy", "/svc/policy"), ("notify_officers", "/notifications"),
+                                             ("record_audit", "/audit/log")])
+def test_a_retry_after_the_side_effect_was_applied_applies_nothing_twice(agent, hms, proposal_id, step, route):
+    # The service applies the first call, then holds its answer past the step's request timeout.
+    hms.put("/admin/faults", json={"route": route, "hold_answer_ms": HOLD_MS, "times": 1}).raise_for_status()
+
+    agent.submit({"id": proposal_id, "rule": RULE, "title": "held"})
+    run = agent.wait(proposal_id, timeout=180)
+
+    assert run.state == "success"
+    assert agent.task_instances(proposal_id)[step]["try_number"] == 2  # it timed out once and retried
+    assert len(policies(hms, proposal_id)) == 1
+    assert len(notifications(hms, proposal_id)) == 1
+    assert [r["outcome"] for r in outcome_records(hms, proposal_id)] == ["completed"]
+
+
+def test_a_redriven_run_records_its_outcome_once_more_and_its_retry_nothing_more(agent, hms, proposal_id):
+    agent.submit({"id": proposal_id, "rule": RULE})
+    assert agent.wait(proposal_id).state == "success"
+    hms.put("/admin/faults", json={"route": "/audit/log", "hold_answer_ms": HOLD_MS, "times": 1}).raise_for_status()
+
+    # A re-drive clears the run from a step: here the audit step, as an operator would.
+    cleared = agent.request("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances", json={
+        "dag_run_id": run_id_for(proposal_id), "task_ids": ["record_audit"], "include_downstream": True,
+        "only_failed": False, "reset_dag_runs": True, "dry_run": False})
+    assert cleared.status_code == 200, cleared.text
+    run = wait_until_ended_again(agent, proposal_id)
+
+    assert run.state == "success"
+    assert agent.task_instances(proposal_id)["record_audit"]["try_number"] >= 2
+    assert len(outcome_records(hms, proposal_id)) == 2  # one per attempt of the run, not one per try
+    assert len(policies(hms, proposal_id)) == 1
+
+
+def wait_until_ended_again(agent: AirflowClient, proposal_id: str, timeout: float = 120):
+    """The run after a clear: queued or running first, then ended again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = agent.run(proposal_id)
+        audit_step = agent.task_instances(proposal_id)["record_audit"]
+        if run.state in ("success", "failed") and audit_step["state"] in ("success", "failed"):
+            return run
+        assert time.monotonic() < deadline, f"{proposal_id} did not end again: {run.state}"
+        time.sleep(0.5)
+
+
+# -- the promises, checked in a live run ------------------------------------------------------------
+
+
+def test_each_step_ran_in_its_services_pool(agent, proposal_id):
+    agent.submit({"id": proposal_id, "rule": RULE})
+    agent.wait(proposal_id)
+
+    pools = {task: ti["pool"] for task, ti in agent.task_instances(proposal_id).items()
+             if task != "fail_run_if_a_step_failed"}
+    assert pools == {"governance_gate": "hms_governance", "apply_policy": "hms_policy",
+                     "notify_officers": "hms_notifications", "record_audit": "hms_audit"}
+
+
+def test_a_failed_step_makes_the_run_red_through_the_failure_flag(agent, hms, proposal_id):
+    hms.put("/admin/faults", json={"route": "/notifications", "status": 400, "times": 1}).raise_for_status()
+
+    agent.submit({"id": proposal_id, "rule": RULE})
+    run = agent.wait(proposal_id)
+
+    tis = agent.task_instances(proposal_id)
+    assert run.state == "failed"
+    assert (tis["record_audit"]["state"], tis["fail_run_if_a_step_failed"]["state"]) == ("success", "failed")
+    assert outcome_records(hms, proposal_id)[0]["failedStep"] == "notify_officers"

@@ -43,7 +43,6 @@ RETRIES = 3
 RETRY_DELAY = timedelta(seconds=1)
 RETRY_BACKOFF = 2.0
 MAX_RETRY_DELAY = timedelta(seconds=30)
-REQUEST_TIMEOUT_SECONDS = 10.0
 
 
 class ServiceError(Exception):

@@ -30,6 +30,8 @@ class Settings:
     # A proposal not finished this long after it was queued, time in review not counted, is
     # reported to the officers (kind deadline). 0 switches the alert off.
     proposal_deadline_seconds: float = 3600.0
+    # How long an HMS call may take before it counts as unanswered (transient: retried, same key).
+    request_timeout_seconds: float = 10.0
     # Users who may decide reviews (comma-separated Airflow user names); never a proposal's submitter.
     reviewers: str = "reviewer"
     # Most proposal runs running at once: more wait queued, in submission order (priority: high

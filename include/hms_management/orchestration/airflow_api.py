@@ -108,6 +108,17 @@ class AirflowRuns:
                           end_date_gt=ended_after, order_by=["end_date"], limit=limit)
         return list(page.dag_runs)
 
+    def active_runs(self, *, page: int = 100) -> list[DAGRunResponse]:
+        """Every proposal run queued or running, all pages (a bounded set: at most
+        `max_running_proposals` run, the rest wait queued)."""
+        found: list[DAGRunResponse] = []
+        while True:
+            batch = self._call("list active proposal runs", self.dag_runs.get_dag_runs, DAG_ID,
+                               state=["queued", "running"], order_by=["id"], limit=page, offset=len(found))
+            found += batch.dag_runs
+            if len(batch.dag_runs) < page:
+                return found
+
     def step_result(self, proposal_id: str, task_id: str, key: str = "return_value") -> Any:
         """What a step of the proposal's run left as XCom `key`; None when it left nothing."""
         try:

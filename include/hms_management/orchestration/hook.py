@@ -3,9 +3,9 @@
 `HmsHook` (workers: the operators, the sweep) and `HmsAsyncHook` (the triggerer: the review
 watcher) own what every HMS call has: the base URL and bearer token of the service's Airflow
 connection (the token is a connection extra, sent as a header and masked by its name), a request
-timeout, the `Idempotency-Key` of a side effect, and which answers a retry may change
-(`domain.services.answer_of`). Callers get the JSON object answered, or a TransientServiceError /
-PermanentServiceError that quotes the answer.
+timeout (`[hms_management] request_timeout_seconds`), the `Idempotency-Key` of a side effect, and
+which answers a retry may change (`domain.services.answer_of`). Callers get the JSON object
+answered, or a TransientServiceError / PermanentServiceError that quotes the answer.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import requests
 from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
 
 from hms_management.domain.services import (
-    REQUEST_TIMEOUT_SECONDS,
     Service,
     TransientServiceError,
     answer_of,
 )
+from hms_management.orchestration.config import settings
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -44,10 +44,10 @@ class HmsHook(HttpHook):
     """An HMS service over its Airflow connection, from a worker. One session per hook: a step or a
     sweep part makes its calls over kept-alive sockets with one connection look-up."""
 
-    def __init__(self, service: Service, *, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+    def __init__(self, service: Service, *, timeout: float | None = None) -> None:
         super().__init__(method="POST", http_conn_id=service.conn_id)
         self.service = service
-        self.timeout = timeout
+        self.timeout = timeout or settings().request_timeout_seconds
         self._session: requests.Session | None = None
 
     def call(self, method: str, endpoint: str, *, body: Any = None, params: dict[str, Any] | None = None,
@@ -76,10 +76,10 @@ class HmsHook(HttpHook):
 class HmsAsyncHook(HttpAsyncHook):
     """The same transport for the triggerer's event loop (never blocks it)."""
 
-    def __init__(self, service: Service, *, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+    def __init__(self, service: Service, *, timeout: float | None = None) -> None:
         super().__init__(method="GET", http_conn_id=service.conn_id, retry_limit=1)
         self.service = service
-        self.timeout = timeout
+        self.timeout = timeout or settings().request_timeout_seconds
 
     async def call(self, method: str, endpoint: str, *, body: Any = None, params: dict[str, Any] | None = None,
                    idempotency_key: str | None = None, ok: tuple[int, ...] = (200,)) -> Answer:

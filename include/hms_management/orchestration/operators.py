@@ -40,7 +40,6 @@ from hms_management.domain.services import (
     MAX_RETRY_DELAY,
     NOTIFICATIONS,
     POLICY,
-    REQUEST_TIMEOUT_SECONDS,
     RETRIES,
     RETRY_BACKOFF,
     RETRY_DELAY,
@@ -95,10 +94,9 @@ class HmsStepOperator(BaseOperator):
     # Filled in at render time from the run's conf and the earlier steps' results.
     template_fields = ("request_body", "idempotency_key")
 
-    def __init__(self, *, service: Service, request_timeout: float = REQUEST_TIMEOUT_SECONDS, **kwargs: Any) -> None:
+    def __init__(self, *, service: Service, **kwargs: Any) -> None:
         super().__init__(pool=service.pool, **{**RETRY_SETTINGS, **kwargs})
         self.service = service
-        self.request_timeout = request_timeout
         self.request_body: dict[str, Any] | None = None
         self.idempotency_key: str | None = None
 
@@ -118,8 +116,7 @@ class HmsStepOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         self.log.info("POST %s (Idempotency-Key %s)", self.service.endpoint, self.idempotency_key)
         try:
-            hook = HmsHook(self.service, timeout=self.request_timeout)
-            answer = hook.post(self.request_body, idempotency_key=self.idempotency_key)
+            answer = HmsHook(self.service).post(self.request_body, idempotency_key=self.idempotency_key)
         except ServiceError as err:
             keep_error(context, err)
             raise_for_airflow(err)

@@ -4,7 +4,8 @@ A proposal in review is a finished, parked run (see `operators.GovernanceGateOpe
 watcher waits in the triggerer on `ReviewFeedTrigger`, one request to governance per poll however
 many proposals wait, and, when reviewers have decided or a deadline falls due, resumes the parked
 runs concerned from the gate (the gate then reads the decision, or finds the review timed out),
-and reminds the officers of reviews about to time out. Its cursors live in the Airflow Variable
+reminds the officers of reviews about to time out and of proposals past their deadline
+(`deadlines`). Its cursors live in the Airflow Variable
 `hms_review_watch`, so decisions taken while the stack was down are picked up when it is back.
 
 Resuming is idempotent: only a run that is parked on that very decision is cleared, and the gate
@@ -22,9 +23,10 @@ from airflow.sdk import BaseOperator, Variable
 
 from hms_management.domain.governance import REVIEW, Decision, review_deadline
 from hms_management.domain.outcome import is_parked
-from hms_management.domain.services import DECISION_FEED, GOVERNANCE, NOTIFICATIONS, idempotency_key
+from hms_management.domain.services import DECISION_FEED, GOVERNANCE
 from hms_management.domain.settings import Settings
 from hms_management.domain.steps import DECISION_KEY, GOVERNANCE_GATE
+from hms_management.orchestration import deadlines
 from hms_management.orchestration.airflow_api import AirflowRuns, run_state
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.hook import HmsHook
@@ -36,8 +38,7 @@ if TYPE_CHECKING:
 REVIEW_WATCH_DAG_ID = "review_watch"
 WATCH_REVIEWS = "watch_reviews"
 WATCH_STATE = "hms_review_watch"
-REVIEW_REMINDER = "review_reminder"  # the kind of an officer notification about a review's deadline
-PAGE = 100
+PAGE = 100  # decisions per look at the feed
 
 
 @dataclass
@@ -63,11 +64,12 @@ class WatchReport:
     resumed: dict[str, str] = field(default_factory=dict)  # proposal id → the decision's status
     timed_out: list[str] = field(default_factory=list)
     reminded: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)  # proposals past their deadline (officers told once)
 
     @property
     def headline(self) -> str:
         return (f"Review watch: resumed {len(self.resumed)} decided, {len(self.timed_out)} timed out; "
-                f"reminded {len(self.reminded)}")
+                f"reminded {len(self.reminded)}; overdue proposals {len(self.overdue)}")
 
 
 class WatchReviewsOperator(BaseOperator):
@@ -90,7 +92,10 @@ class WatchReviewsOperator(BaseOperator):
         with AirflowRuns.from_connection() as runs:
             resume_decided(hook, runs, state, report)
             resume_expired(hook, runs, state, report, before=now - config.review_timeout)
-            remind(hook, runs, state, report, config, now=now)
+            remind_due_soon(hook, runs, state, report, config, now=now)
+            late = deadlines.overdue(runs, config, now=now)
+            deadlines.notify_overdue(deadlines.notifications_hook(), late, config)
+            report.overdue = sorted(late)
             self.log.info("%s", report.headline)
             for proposal_id, status in report.resumed.items():
                 self.log.info("resumed %s: %s", proposal_id, status)
@@ -144,41 +149,24 @@ def resume_decided(hook: HmsHook, runs: AirflowRuns, state: WatchState, report: 
 def resume_expired(hook: HmsHook, runs: AirflowRuns, state: WatchState, report: WatchReport, *,
                    before: datetime) -> None:
     """Reviews still open past their deadline (created before `before`): the gate times them out."""
-    for item in open_reviews(hook, created_after=state.expired_until, created_before=before):
+    for item in deadlines.open_reviews(hook, created_after=state.expired_until, created_before=before):
         if resume_if_parked(runs, item["proposal_id"], item["decision_id"]):
             report.timed_out.append(item["proposal_id"])
     state.expired_until = before.isoformat()
     state.save()
 
 
-def remind(hook: HmsHook, runs: AirflowRuns, state: WatchState, report: WatchReport, config: Settings, *,
-           now: datetime) -> None:
-    """One officer notification per review that will time out within the reminder time."""
-    before = now - max(config.review_timeout - timedelta(seconds=config.review_reminder_seconds), timedelta())
-    notifications = HmsHook(NOTIFICATIONS)
-    for item in open_reviews(hook, created_after=state.reminded_until, created_before=before):
+def remind_due_soon(hook: HmsHook, runs: AirflowRuns, state: WatchState, report: WatchReport, config: Settings, *,
+                    now: datetime) -> None:
+    """One officer notification per parked review that will time out within the reminder time."""
+    before = deadlines.reminder_cutoff(config, now=now)
+    notifications = deadlines.notifications_hook()
+    for item in deadlines.open_reviews(hook, created_after=state.reminded_until, created_before=before):
         if not parked_on(runs, item["proposal_id"], item["decision_id"]):
             continue
         deadline = review_deadline(Decision(REVIEW, "", item["decision_id"], created_at=item["created_at"]),
                                    config.review_timeout)
-        notifications.post({
-            "message": f"Review of proposal #{item['proposal_id']} times out at {deadline.isoformat()}",
-            "proposalId": item["proposal_id"], "kind": REVIEW_REMINDER, "decisionId": item["decision_id"],
-            "deadline": deadline.isoformat(),
-        }, idempotency_key=idempotency_key(item["proposal_id"], f"{REVIEW_REMINDER}@{item['decision_id']}"))
+        deadlines.remind(notifications, item, deadline)
         report.reminded.append(item["proposal_id"])
     state.reminded_until = before.isoformat()
     state.save()
-
-
-def open_reviews(hook: HmsHook, *, created_after: str | None, created_before: datetime) -> list[dict[str, Any]]:
-    """Reviews still open, created in (created_after, created_before], oldest first, every page."""
-    found: list[dict[str, Any]] = []
-    after = created_after
-    while True:
-        page = hook.get(DECISION_FEED, status=REVIEW, createdAfter=after, createdBefore=created_before.isoformat(),
-                        limit=PAGE)["items"]
-        found += page
-        if len(page) < PAGE:
-            return found
-        after = page[-1]["created_at"]

@@ -221,6 +221,8 @@ class SweepSummary:
     redrive_limit_reached: list[str]
     more_failures: bool
     failures: dict[str, str]  # task id → why that part of the sweep failed
+    overdue: list[str] = field(default_factory=list)  # proposals past their deadline now
+    reviews_due_soon: list[str] = field(default_factory=list)  # reviews within the reminder time of timing out
 
     @property
     def counts(self) -> dict[str, int]:
@@ -249,6 +251,10 @@ class SweepSummary:
             line += "; more proposals are queued beyond this sweep's batch"
         if self.more_failures:
             line += "; more failed runs wait for the next sweep's re-drives"
+        if self.overdue:
+            line += f"; {len(self.overdue)} proposal(s) past their deadline"
+        if self.reviews_due_soon:
+            line += f"; {len(self.reviews_due_soon)} review(s) about to time out"
         if self.redrive_limit_reached:
             line += f"; {len(self.redrive_limit_reached)} failed run(s) reached the re-drive limit and need a human"
         for part, error in self.failures.items():
@@ -259,8 +265,10 @@ class SweepSummary:
         return {"headline": self.headline, "counts": self.counts, **asdict(self)}
 
 
-def summarize(intake: dict[str, Any] | None, redrives: dict[str, Any] | None) -> SweepSummary:
-    """One summary from what both parts returned; a part that returned nothing failed outright."""
+def summarize(intake: dict[str, Any] | None, redrives: dict[str, Any] | None, *,
+              overdue: list[str] | None = None, reviews_due_soon: list[str] | None = None) -> SweepSummary:
+    """One summary from what both parts returned (a part that returned nothing failed outright), and
+    the deadlines the officers are told about."""
     failures: dict[str, str] = {}
     for part, result in ((START_QUEUED, intake), (REDRIVE, redrives)):
         if result is None:
@@ -279,4 +287,6 @@ def summarize(intake: dict[str, Any] | None, redrives: dict[str, Any] | None) ->
         redrive_limit_reached=redrives.get("limit_reached", []),
         more_failures=bool(redrives.get("more_failures")),
         failures=failures,
+        overdue=overdue or [],
+        reviews_due_soon=reviews_due_soon or [],
     )

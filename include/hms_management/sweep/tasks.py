@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Variable
 from airflow.sdk.exceptions import AirflowFailException
 
-from hms_management.domain.services import AUDIT, BACKLOG
-from hms_management.orchestration.airflow_api import AirflowRuns
+from hms_management.domain.services import AUDIT, BACKLOG, GOVERNANCE, ServiceError
+from hms_management.orchestration import deadlines
+from hms_management.orchestration.airflow_api import AirflowApiError, AirflowRuns
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.hook import HmsHook
 from hms_management.sweep.adapters import HttpAuditLog, HttpBacklog, SweepRuns
@@ -54,9 +55,12 @@ def redrive_transient_failures(context: Context) -> dict[str, Any]:
 
 def summarize_sweep(context: Context) -> dict[str, Any]:
     ti = context["ti"]
-    summary = summarize(ti.xcom_pull(task_ids=START_QUEUED), ti.xcom_pull(task_ids=REDRIVE))
+    overdue, due_soon = deadlines_now()
+    summary = summarize(ti.xcom_pull(task_ids=START_QUEUED), ti.xcom_pull(task_ids=REDRIVE), overdue=overdue,
+                        reviews_due_soon=due_soon)
     log.info("%s", summary.headline)
     lists = {"started": summary.started, "already running": summary.already_running, "id conflicts": summary.conflicts,
+             "past their deadline": summary.overdue, "reviews about to time out": summary.reviews_due_soon,
              "re-driven": list(summary.redriven), "re-drive limit reached": summary.redrive_limit_reached}
     for label, ids in lists.items():
         if ids:
@@ -69,6 +73,21 @@ def summarize_sweep(context: Context) -> dict[str, Any]:
         ti.xcom_push(key=RETURN_KEY, value=summary.as_dict())
         raise AirflowFailException(summary.headline)
     return summary.as_dict()
+
+
+def deadlines_now() -> tuple[list[str], list[str]]:
+    """The proposals past their deadline and the reviews about to time out, for the summary; a
+    summary without them is still a summary (logged, never a failed sweep)."""
+    config, now = settings(), datetime.now(UTC)
+    try:
+        with AirflowRuns.from_connection() as api:
+            overdue = sorted(deadlines.overdue(api, config, now=now))
+        due_soon = deadlines.open_reviews(HmsHook(GOVERNANCE), created_after=(now - config.review_timeout).isoformat(),
+                                          created_before=deadlines.reminder_cutoff(config, now=now))
+    except (AirflowApiError, ServiceError) as err:
+        log.warning("could not count the deadlines (%s)", err)
+        return [], []
+    return overdue, [review["proposal_id"] for review in due_soon]
 
 
 def _result(context: Context, result: dict[str, Any], error: str | None) -> dict[str, Any]:
