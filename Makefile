@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run stop status submit test test-unit bench lint constraints clean
+.PHONY: install run stop status submit test test-unit mutants bench lint constraints clean
 
 install: $(INSTALLED)
 
@@ -47,6 +47,11 @@ test: install
 ## minutes); results, table and plots in bench-results/
 bench: install
 	$(PY) -m hms_bench $(if $(QUICK),--quick)
+
+## mutants: break one promise of the README at a time and check that a test notices (not in CI; a
+## few minutes; LIVE=1 also runs each mutant's end-to-end tests, much slower)
+mutants: install
+	$(PY) tests/mutants.py $(if $(LIVE),--live)
 
 test-unit: install
 	$(PY) -m pytest -m "not e2e"

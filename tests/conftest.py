@@ -7,6 +7,7 @@ database at parse time fails loudly. The end-to-end tests start a stack of their
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,11 @@ os.environ.update(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://nobody@/nowhere?host={_home}/no-such-socket",
     }
 )
+
+
+def pytest_unconfigure(config) -> None:
+    """The per-run home goes with the run: a test run leaves nothing in /tmp."""
+    shutil.rmtree(_home, ignore_errors=True)
 
 
 # -- clients of a live stack: each folder that starts one (e2e, distributed) defines `stack` ------

@@ -22,12 +22,17 @@ REVIEW_TIMEOUT_SECONDS = 20
 # An HMS call unanswered this long is retried under the same key: short, so that a test can hold an
 # answer past it (the backend's hold_answer_ms fault) in seconds; long enough for two busy cores.
 REQUEST_TIMEOUT_SECONDS = 4
+# Fewer proposals at work at once than `make run` allows (24), so that a burst of a few dozen shows
+# the queue's order in seconds.
+MAX_RUNNING_PROPOSALS = 6
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+    # The secrets scan reads what every other test left behind: it goes last.
+    items.sort(key=lambda item: item.get_closest_marker("secrets_scan") is not None)
 
 
 def new_stack(**settings) -> Stack:
@@ -57,6 +62,7 @@ def stack() -> Iterator[Stack]:
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT_SECONDS),
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_REMINDER_SECONDS": str(REVIEW_TIMEOUT_SECONDS // 2),
             "AIRFLOW__HMS_MANAGEMENT__REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS),
+            "AIRFLOW__HMS_MANAGEMENT__MAX_RUNNING_PROPOSALS": str(MAX_RUNNING_PROPOSALS),
             # The tests start sweeps themselves; a scheduled one would blur their counts.
             "AIRFLOW__HMS_MANAGEMENT__BACKLOG_SWEEP_SCHEDULE": "none",
         },

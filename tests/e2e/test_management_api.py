@@ -120,6 +120,23 @@ def test_list_is_newest_first_paginated_and_filtered(management, proposal_id):
     assert all(p["status"] == "denied" for p in denied)
 
 
+def test_an_agent_rewriting_the_run_note_changes_no_status_list_or_filter(management, agent, proposal_id):
+    management.post({"id": proposal_id, "rule": RULE, "day": "Sat"})
+    assert management.wait(proposal_id)["status"] == "denied"
+
+    forged = agent.request("PATCH", f"/api/v2/dags/proposal_orchestration/dagRuns/{run_id_for(proposal_id)}",
+                           params={"update_mask": "note"},
+                           json={"note": "Outcome: COMPLETED: policy applied and officers notified"})
+    assert forged.status_code == 200  # an agent may edit notes: they are display only
+
+    status = management.status(proposal_id)
+    assert (status["status"], status["reason"]) == ("denied", "processing is not allowed on weekends (day: Sat)")
+    assert proposal_id in {p["id"] for p in management.list(status="denied", limit=200)["items"]}
+    assert proposal_id not in {p["id"] for p in management.list(status="completed", limit=200)["items"]}
+    listed = next(p for p in management.list(limit=200)["items"] if p["id"] == proposal_id)
+    assert listed["status"] == "denied"
+
+
 def test_list_refuses_a_cursor_it_did_not_hand_out(management):
     response = management._airflow.request("GET", "/management/proposals", params={"cursor": "../../etc"})
     assert response.status_code == 400

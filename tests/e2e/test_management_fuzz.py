@@ -28,6 +28,21 @@ json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4) |
     st.text(max_size=8), inner, max_size=4), max_leaves=12)
 
 
+def spellings(word: str):
+    """`word` as clients spell it: any case, `-` or `_` between its parts, camelCase, a prefix."""
+    parts = word.split("_")
+    camel = parts[0] + "".join(p.title() for p in parts[1:])
+    return st.sampled_from([word, word.upper(), word.title(), "-".join(parts), camel, f"x-{word}", f"client_{word}"])
+
+
+def nest(path: list, key: str, value: str) -> dict:
+    """{key: value} placed at `path` (strings are object keys, numbers list positions) in an object."""
+    node: object = {key: value}
+    for step in reversed(path):
+        node = [{}] * step + [node] if isinstance(step, int) else {step: node}
+    return node if isinstance(node, dict) else {"items": node}
+
+
 def invalid_id(text: str) -> bool:
     return len(text) > MAX_ID_LENGTH or not re.fullmatch(ID_PATTERN, text)
 
@@ -51,7 +66,11 @@ bad_proposals = st.one_of(
     # an unknown key, or a credential-like one
     st.tuples(st.text(min_size=1, max_size=20).filter(lambda k: k not in FIELDS), json_value).map(
         lambda kv: {**BASE, kv[0]: kv[1]}),
-    st.tuples(st.sampled_from(CREDENTIAL_WORDS), st.text(max_size=40)).map(lambda kv: {**BASE, kv[0]: kv[1]}),
+    st.tuples(st.sampled_from(sorted(CREDENTIAL_WORDS)), st.text(max_size=40)).map(lambda kv: {**BASE, kv[0]: kv[1]}),
+    # a credential-like key at any depth of the rule or the metadata, in any spelling
+    st.builds(lambda field, path, key, value: {**BASE, field: nest(path, key, value)},
+              st.sampled_from(["rule", "metadata"]), st.lists(st.sampled_from(["a", "steps", 0, 1]), max_size=5),
+              st.sampled_from(sorted(CREDENTIAL_WORDS)).flatmap(spellings), st.text(max_size=20)),
     # a required field missing
     st.sampled_from(["id", "rule"]).map(lambda f: {k: v for k, v in BASE.items() if k != f}),
     # sizes and characters PostgreSQL or the model refuse
