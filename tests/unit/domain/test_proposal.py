@@ -78,3 +78,21 @@ def test_field_rules(field, value):
 
 def test_a_proposal_must_be_an_object():
     assert errors_of(["id", "rule"]) == {"(proposal)": "must be a JSON object"}
+
+
+@pytest.mark.parametrize(("proposal", "paths"), [
+    ({"metadata": {"auth": {"api_key": "k"}}}, ["metadata.auth", "metadata.auth.api_key"]),
+    ({"rule": {"steps": [{"q": 1}, {"Password": "p"}]}}, ["rule.steps[1].Password"]),
+    ({"rule": {"client": {"accessToken": "t", "x-API-Key": "k"}}},
+     ["rule.client.accessToken", "rule.client.x-API-Key"]),
+    ({"metadata": {"private_key": "-----BEGIN", "author": "ana", "tokenizer": "bpe"}}, ["metadata.private_key"]),
+])
+def test_credential_like_keys_are_refused_at_any_depth_each_with_its_path(proposal, paths):
+    errors = errors_of({"id": "p-1", "rule": "r", **proposal})
+
+    assert list(errors) == paths
+    assert all("stored and shown in plain text" in reason for reason in errors.values())
+
+
+def test_keys_that_only_look_alike_are_not_credentials():
+    assert parse_proposal({"id": "p-1", "rule": {"author": "ana", "tokenizer": "bpe", "authority": "x"}})
