@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+from hms_management.domain.priority import run_after_for
 from hms_management.domain.proposal import DAG_ID
 from hms_management.domain.steps import APPLY_POLICY
 from hms_management.orchestration.cluster_policy import PRIORITY_WEIGHTS, task_instance_mutation_hook
@@ -23,5 +25,9 @@ def test_the_hook_weighs_proposal_tasks_by_the_runs_priority_and_leaves_other_da
     assert other.priority_weight == 1000
 
 
-def test_priority_classes_are_ordered():
-    assert PRIORITY_WEIGHTS["low"] < PRIORITY_WEIGHTS["normal"] < PRIORITY_WEIGHTS["high"]
+def test_a_high_priority_proposal_queues_ahead_of_everything_submitted_in_the_last_day():
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    queued_this_morning = run_after_for("normal", now - timedelta(hours=5))
+
+    assert run_after_for("high", now) < queued_this_morning < run_after_for("normal", now)
+    assert run_after_for("low", now) == run_after_for("normal", now)  # never held back, only weighed less
