@@ -86,9 +86,17 @@ def run(stack: Stack) -> int:
         f"A component that exits is restarted; `make status` lists them.\n"
         f"Ctrl-C stops everything (or `make stop` from another terminal).\n"
     )
+    # A closed terminal sends SIGHUP to its session leader only: where that is make itself (`ssh -t
+    # host make run`), make waits and the launcher hears nothing, but its terminal stops being one.
+    terminal = [fd for fd in (0, 1, 2) if os.isatty(fd)]
+
+    def terminal_closed() -> str | None:
+        return "the terminal was closed" if terminal and not any(os.isatty(fd) for fd in terminal) else None
+
     code = 0
     try:
-        stack.supervise(log=console.say)
+        reason = stack.supervise(log=console.say, until=terminal_closed)
+        console.say(f"\n{reason}: stopping …")
     except KeyboardInterrupt:
         console.say(f"\n{received[0] if received else 'interrupted'}: stopping …")
     except CrashLoop as err:

@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -194,7 +195,11 @@ class Stack:
                 log(f"stopping what an earlier stack of this folder left running: {summary(leftovers)} …")
                 self._end_found(leftovers, database=True)
             self.check_ports()
-            secret = stack_secrets.load_or_create(self.state)
+            try:
+                secret = stack_secrets.load_or_create(self.state)
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                raise StackError(f"{self.state / 'secrets.json'} is broken ({type(err).__name__}: {err}); restore "
+                                 f"it, or delete it to have new secrets and passwords made") from None
             hms_token = self._mint_hms_token(secret)
             stack_secrets.write_user_files(self.state, secret, hms_token)
 
@@ -258,13 +263,15 @@ class Stack:
 
     # -- supervision -----------------------------------------------------------------------------
 
-    def supervise(self, log=print) -> None:
-        """Keep the stack running until interrupted: a component that exits has its remaining
-        processes ended and is started again after a pause; raises CrashLoop when one keeps exiting."""
+    def supervise(self, log=print, *, until: Callable[[], str | None] = lambda: None) -> str:
+        """Keep the stack running until interrupted or `until()` gives a reason (returned): a
+        component that exits has its remaining processes ended and is started again after a
+        pause; raises CrashLoop when one keeps exiting."""
         processes.become_subreaper()  # also done by the launcher before start: orphans come to us
-        while True:
+        while not (reason := until()):
             self.supervise_once(log)
             time.sleep(SUPERVISE_INTERVAL)
+        return reason
 
     def supervise_once(self, log=print) -> None:
         processes.reap_orphans(keep=[proc.pid for proc in self.processes.values()])
