@@ -307,19 +307,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_stack(args: argparse.Namespace) -> Stack:
+    def given(value, fallback):
+        return fallback() if value is None else value
+
     settings = {
         "state": args.state.resolve(),
-        "api_port": args.api_port or _port("HMS_API_PORT", 8080),
-        "hms_port": args.backend_port or _port("HMS_BACKEND_PORT", 8090),
-        "crash_loop_restarts": int(args.crash_loop_restarts or _number("HMS_CRASH_LOOP_RESTARTS", 5)),
-        "crash_loop_seconds": args.crash_loop_seconds or _number("HMS_CRASH_LOOP_SECONDS", 120),
+        "api_port": given(args.api_port, lambda: _port("HMS_API_PORT", 8080)),
+        "hms_port": given(args.backend_port, lambda: _port("HMS_BACKEND_PORT", 8090)),
+        "crash_loop_restarts": int(given(args.crash_loop_restarts, lambda: _number("HMS_CRASH_LOOP_RESTARTS", 5))),
+        "crash_loop_seconds": given(args.crash_loop_seconds, lambda: _number("HMS_CRASH_LOOP_SECONDS", 120)),
     }
+    if settings["crash_loop_restarts"] < 0 or settings["crash_loop_seconds"] <= 0:
+        raise StackError("the crash-loop limit needs restarts ≥ 0 and seconds > 0")
     if args.state.exists() and not args.state.is_dir():
         raise StackError(f"{args.state} is not a folder")
     if args.distributed:
         from hms_stack.distributed import DistributedStack
 
-        return DistributedStack(**settings, redis_port=args.redis_port or _port("HMS_REDIS_PORT", 6379))
+        return DistributedStack(**settings, redis_port=given(args.redis_port, lambda: _port("HMS_REDIS_PORT", 6379)))
     stack = Stack(**settings)
     if args.command in ("submit", "status") and (api_url := stack.read_state_file().get("api_url")):
         stack.api_port = int(str(api_url).rsplit(":", 1)[1])  # where the running stack listens

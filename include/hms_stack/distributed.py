@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hms_stack import processes
 from hms_stack import secrets as stack_secrets
 from hms_stack.stack import POOLS_FILE, READY_TIMEOUT, Stack, StackError
 
@@ -66,12 +65,6 @@ class DistributedStack(Stack):
 
     def ports(self) -> dict[str, int]:
         return {**super().ports(), "redis": self.redis_port}
-
-    def daemons(self) -> dict[str, processes.Daemon]:
-        # Redis writes its title over its environment; it works in its --dir.
-        found = shutil.which("redis-server")
-        redis = {"redis": processes.Daemon(Path(found), self.state / "redis")} if found else {}
-        return {**super().daemons(), **redis}
 
     def airflow_env(self, db_uri: str, secret: dict[str, Any]) -> dict[str, str]:
         return {

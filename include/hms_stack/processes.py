@@ -132,19 +132,27 @@ def _idle_local_worker(proc: psutil.Process) -> bool:
         return False
 
 
+_subreaper = False
+
+
 def become_subreaper() -> bool:
     """Make orphaned descendants re-parent to this process rather than to PID 1 (Linux)."""
+    global _subreaper
     PR_SET_CHILD_SUBREAPER = 36  # noqa: N806 (linux/prctl.h)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        _subreaper = _subreaper or libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
-        return False
+        pass
+    return _subreaper
 
 
 def reap_orphans(keep: Iterable[int] = ()) -> None:
-    """Collect the exit status of dead children this process did not start itself (orphans that
-    re-parented to it), leaving alone the ones a Popen object will collect."""
+    """In a subreaper, collect the exit status of dead children it did not start itself (orphans
+    that re-parented to it), leaving alone those a Popen object will collect. Elsewhere (a test
+    process that runs a Stack) the children are the caller's own business."""
+    if not _subreaper:
+        return
     kept = set(keep)
     with contextlib.suppress(psutil.NoSuchProcess):
         for child in psutil.Process().children():

