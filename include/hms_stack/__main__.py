@@ -119,7 +119,7 @@ def stop(stack: Stack) -> int:
     holder = stack.holder()
     stopped = {name: describe_group(group) for name, group in stack.find_processes().items()}
     lines: list[str] = []
-    if holder and holder.get("launcher") and (launcher := _process(holder["pid"])):
+    if holder and _is_launcher(holder) and (launcher := _process(holder["pid"])):
         print(f"stopping the launcher (pid {launcher.pid}, running since {_when(holder.get('since'))}) …", flush=True)
         launcher.terminate()
         if not _wait_until(lambda: stack.holder() is None, LAUNCHER_STOP_TIMEOUT):
@@ -148,7 +148,7 @@ def status(stack: Stack) -> int:
         print(f"no stack is running from {stack.state}")
         return 1
     info = stack.read_state_file()
-    if holder and holder.get("launcher"):
+    if holder and _is_launcher(holder):
         print(f"running from {stack.state}: launcher pid {holder['pid']} since {_when(holder.get('since'))}")
     elif holder:
         print(f"running from {stack.state}: run by pid {holder['pid']} (a test or a benchmark) "
@@ -240,6 +240,18 @@ def _process(pid: Any):
         return psutil.Process(int(pid))
     except (psutil.NoSuchProcess, TypeError, ValueError):
         return None
+
+
+def _is_launcher(holder: dict[str, Any]) -> bool:
+    """Whether the lock's holder is `python -m hms_stack run` (it stops its own stack when told),
+    as it wrote, or, if what it wrote is lost, as its command line says."""
+    if "launcher" in holder:
+        return bool(holder["launcher"])
+    try:
+        command = _process(holder["pid"]).cmdline()
+    except Exception:  # noqa: BLE001 (gone, or not ours to read)
+        return False
+    return "hms_stack" in command and "run" in command
 
 
 def _wait_until(condition, timeout: float) -> bool:
