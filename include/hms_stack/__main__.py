@@ -353,6 +353,9 @@ def main() -> int:
     except StackError as err:
         print(err, file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `make status | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

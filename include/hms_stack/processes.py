@@ -191,7 +191,8 @@ def describe(pid: int | None) -> str:
     if pid is None:
         return "another program (the system does not say which: not this user's)"
     try:
-        command = " ".join(psutil.Process(pid).cmdline()) or psutil.Process(pid).name()
+        # Titles set by setproctitle come padded with blanks.
+        command = " ".join(" ".join(psutil.Process(pid).cmdline()).split()) or psutil.Process(pid).name()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return f"pid {pid}"
     return f"pid {pid} ({command[:80]})"
