@@ -22,15 +22,26 @@ $(INSTALLED): requirements.txt constraints.txt pyproject.toml
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
-## run: the whole stack in the foreground (Ctrl-C stops everything)
-run: install
-	$(PY) -m hms_stack run
+# Ports and the crash-loop limit of `make run` (docs/launcher.md): e.g. `make run API_PORT=8081
+# BACKEND_PORT=8091`; the same with HMS_ in front in the environment (HMS_API_PORT=8081 make run).
+STACK_SETTINGS = $(if $(API_PORT),--api-port $(API_PORT)) $(if $(BACKEND_PORT),--backend-port $(BACKEND_PORT)) \
+  $(if $(CRASH_LOOP_RESTARTS),--crash-loop-restarts $(CRASH_LOOP_RESTARTS)) \
+  $(if $(CRASH_LOOP_SECONDS),--crash-loop-seconds $(CRASH_LOOP_SECONDS))
+NOTHING_INSTALLED = echo "nothing is installed here yet (make run installs it): no stack is running"
 
-## stop: stop a stack started in another terminal or in the background
+## run: the whole stack in the foreground; a component that exits is restarted; Ctrl-C (or closing
+## the terminal) stops everything
+run: install
+	$(PY) -m hms_stack run $(STACK_SETTINGS)
+
+## stop: stop the stack of this folder, whoever started it and whatever happened to it
 stop:
+	@test -x $(PY) || { $(NOTHING_INSTALLED); exit 0; }
 	$(PY) -m hms_stack stop
 
+## status: each component of the running stack with its pid, uptime, restarts and ports
 status:
+	@test -x $(PY) || { $(NOTHING_INSTALLED); exit 1; }
 	$(PY) -m hms_stack status
 
 ## submit: send a proposal (FILE=..., default the sample) to the running stack and follow it
@@ -74,16 +85,17 @@ clean:
 	rm -rf $(VENV)
 
 ## test-distributed: the proposal orchestration's end-to-end suite on CeleryExecutor (PostgreSQL,
-## Redis, two Celery workers), then the worker-loss test; each starts and stops a stack of its own.
+## Redis, two Celery workers), then the worker-loss test and the launcher's restarts of a Celery
+## worker and of Redis; each starts and stops a stack of its own.
 ## E2E=tests/e2e runs every end-to-end suite there instead (about 20 min).
 E2E ?= tests/e2e/test_proposal_orchestration.py
 test-distributed: install redis-server
 	HMS_STACK=distributed $(PY) -m pytest $(E2E)
-	HMS_STACK=distributed $(PY) -m pytest tests/distributed -rP
+	HMS_STACK=distributed $(PY) -m pytest tests/distributed tests/stack/test_distributed_supervision.py -rP
 
 ## run-distributed: `make run` on CeleryExecutor, with Redis and two Celery workers (`make stop` stops it)
 run-distributed: install redis-server
-	$(PY) -m hms_stack run --distributed
+	$(PY) -m hms_stack run --distributed $(STACK_SETTINGS) $(if $(REDIS_PORT),--redis-port $(REDIS_PORT))
 
 ## redis-server: Debian's Redis, the Celery broker of the distributed stack, installed when missing
 redis-server:

@@ -1,4 +1,10 @@
-"""`python -m hms_stack run|stop|status`: the local stack behind `make run` and `make stop`."""
+"""`python -m hms_stack run|stop|status|submit`: the local stack behind `make run`, `make stop`,
+`make status` and `make submit`.
+
+Ports: --api-port / --backend-port (--redis-port with --distributed), or HMS_API_PORT,
+HMS_BACKEND_PORT, HMS_REDIS_PORT in the environment. Crash loop: --crash-loop-restarts /
+--crash-loop-seconds, or HMS_CRASH_LOOP_RESTARTS, HMS_CRASH_LOOP_SECONDS.
+"""
 
 from __future__ import annotations
 
@@ -8,139 +14,348 @@ import os
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from hms_stack.stack import ROOT, Stack
+from hms_stack.stack import ROOT, CrashLoop, Stack, StackError, describe_group, summary
 
 SAMPLE_PROPOSAL = ROOT / "config" / "sample_proposal.json"
+# How long `make stop` lets a launcher stop its own stack before it ends the launcher itself.
+LAUNCHER_STOP_TIMEOUT = 120.0
+# Start order, for listings: the database first, Airflow's workers last.
+ORDER = ["launcher", "postgres", "hms-backend", "redis", "setup", "api-server", "scheduler", "dag-processor",
+         "triggerer"]
+
+
+class Console:
+    """The launcher's output: the terminal while there is one (after SIGHUP writes fail, and the
+    clean-up must go on), and always logs/launcher.log."""
+
+    def __init__(self, log_file: Path) -> None:
+        self.log_file = log_file
+        self.terminal = True
+
+    def say(self, line: str) -> None:
+        if self.terminal:
+            try:
+                print(line, flush=True)
+            except OSError:
+                self.terminal = False
+        try:
+            with open(self.log_file, "a") as out:
+                stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+                out.writelines(f"{stamp} {part}\n" for part in line.strip("\n").splitlines())
+        except OSError:
+            pass
 
 
 def run(stack: Stack) -> int:
-    stopping = False
+    console = Console(stack.log_dir / "launcher.log")
+    received: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
+        if not received:  # a second Ctrl-C must not cut the clean-up short
+            received.append(signal.Signals(signum).name)
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Ctrl-C, `make stop` and a closed terminal (SIGHUP) all stop the stack cleanly.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    from hms_stack.processes import become_subreaper
+
+    become_subreaper()  # orphans of a crashed component re-parent to the launcher, which reaps them
     try:
-        stack.start()
-        creds = stack.state / "credentials.json"
-        print(
-            f"\nHMS Management Layer is running.\n"
-            f"  Airflow UI and REST API  {stack.api_url}   (user admin; agent and analyst too)\n"
-            f"  HMS reference backend    {stack.hms_url}\n"
-            f"  credentials              {creds}\n"
-            f"  logs                     {stack.log_dir}\n\n"
-            f"Submit a sample proposal from another terminal:\n"
-            f"  make submit\n\n"
-            f"Ctrl-C stops everything (or `make stop` from another terminal).\n",
-            flush=True,
-        )
-        exited = stack.wait()
-        print(f"{exited} exited; stopping the stack (see {stack.log_dir / (exited + '.log')})", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nstopping …", flush=True)
+        stack.start(log=console.say, launcher=True)
+    except KeyboardInterrupt:  # start() has stopped whatever it had started
+        left = stack.find_processes()
+        console.say(f"\n{received[0] if received else 'interrupted'} while starting: stopped"
+                    + (f"; still running: {summary(left)}" if left else ", no process left behind."))
         return 0
+    except StackError as err:  # start() has stopped whatever it had started
+        print(err, file=sys.stderr)
+        return 1
+    console.say(
+        f"\nHMS Management Layer is running.\n"
+        f"  Airflow UI and REST API  {stack.api_url}   (user admin; agent and analyst too)\n"
+        f"  HMS reference backend    {stack.hms_url}\n"
+        f"  credentials              {stack.state / 'credentials.json'}\n"
+        f"  logs                     {stack.log_dir}\n\n"
+        f"Submit a sample proposal from another terminal:\n"
+        f"  make submit\n\n"
+        f"A component that exits is restarted; `make status` lists them.\n"
+        f"Ctrl-C stops everything (or `make stop` from another terminal).\n"
+    )
+    # A closed terminal sends SIGHUP to its session leader only: where that is make itself (`ssh -t
+    # host make run`), make waits and the launcher hears nothing, but its terminal stops being one.
+    terminal = [fd for fd in (0, 1, 2) if os.isatty(fd)]
+
+    def terminal_closed() -> str | None:
+        return "the terminal was closed" if terminal and not any(os.isatty(fd) for fd in terminal) else None
+
+    code = 0
+    try:
+        reason = stack.supervise(log=console.say, until=terminal_closed)
+        console.say(f"\n{reason}: stopping …")
+    except KeyboardInterrupt:
+        console.say(f"\n{received[0] if received else 'interrupted'}: stopping …")
+    except CrashLoop as err:
+        console.say(str(err))
+        code = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         stack.stop()
-        print("stopped: no process left behind.", flush=True)
+        left = stack.find_processes()
+        console.say(f"still running: {summary(left)}" if left else "stopped: no process left behind.")
+    return code
 
 
 def stop(stack: Stack) -> int:
-    info_file = stack.state / "stack.json"
-    if not info_file.exists():
-        print("no stack is running from", stack.state)
+    """Stop the folder's stack: its launcher first (it stops its own stack), then every process
+    that carries the folder's marker, whatever happened before."""
+    import psutil
+
+    holder = stack.holder()
+    stopped = {name: describe_group(group) for name, group in stack.find_processes().items()}
+    lines: list[str] = []
+    if holder and _is_launcher(holder) and (launcher := _process(holder["pid"])):
+        print(f"stopping the launcher (pid {launcher.pid}, running since {_when(holder.get('since'))}) …", flush=True)
+        launcher.terminate()
+        if not _wait_until(lambda: stack.holder() is None, LAUNCHER_STOP_TIMEOUT):
+            print(f"the launcher did not stop within {LAUNCHER_STOP_TIMEOUT:.0f} s; killing it", flush=True)
+            launcher.kill()
+        psutil.wait_procs([launcher], timeout=10)
+        lines.append(f"stopped the launcher (pid {launcher.pid})")
+    elif holder:
+        print(f"the stack is run by pid {holder['pid']} (a test or a benchmark, not `make run`); "
+              f"stopping its processes", flush=True)
+    stopped.update({name: text for name, text in stack.stop().items() if name not in stopped})
+    lines += [f"stopped {name} ({stopped[name]})" for name in _ordered(stopped)]
+    if not lines:
+        print(f"no stack is running from {stack.state}")
         return 0
-    launcher = json.loads(info_file.read_text()).get("launcher_pid")
-    if launcher and _alive(launcher) and launcher != os.getpid():
-        os.kill(launcher, signal.SIGTERM)  # the launcher stops its own stack, then exits
-        deadline = time.monotonic() + 60
-        while _alive(launcher) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    stack.stop()  # whatever the launcher could not stop (or when it was killed)
-    print("stopped.")
+    print("\n".join(lines))
     return 0
 
 
 def status(stack: Stack) -> int:
-    info_file = stack.state / "stack.json"
-    if not info_file.exists():
-        print("not running")
+    import psutil
+
+    holder = stack.holder()
+    found = stack.find_processes()
+    if holder is None and not found:
+        print(f"no stack is running from {stack.state}")
         return 1
-    info = json.loads(info_file.read_text())
-    for name, pid in info["pids"].items():
-        print(f"{name:14} pid {pid:<8} {'running' if _alive(pid) else 'NOT RUNNING'}")
-    print(f"UI {info['api_url']}  backend {info['hms_url']}")
-    return 0
+    info = stack.read_state_file()
+    if holder and _is_launcher(holder):
+        print(f"running from {stack.state}: launcher pid {holder['pid']} since {_when(holder.get('since'))}")
+    elif holder:
+        print(f"running from {stack.state}: run by pid {holder['pid']} (a test or a benchmark) "
+              f"since {_when(holder.get('since'))}")
+    else:
+        print(f"no launcher runs for {stack.state}, but processes of its stack are left: `make stop` ends them")
+    if info.get("api_url"):
+        print(f"UI {info['api_url']}   HMS backend {info.get('hms_url', '?')}")
+    listening: dict[int, list[str]] = {}
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.pid:
+                listening.setdefault(conn.pid, []).append(f"{conn.laddr.ip}:{conn.laddr.port}")
+    except psutil.AccessDenied:
+        pass
+    components = info.get("components", {}) if isinstance(info.get("components"), dict) else {}
+    print(f"{'component':14} {'pid':>8} {'uptime':>9} {'restarts':>8} {'processes':>9}  ports")
+    for name in _ordered({**components, **found}):
+        group = found.get(name, [])
+        recorded = components.get(name, {}) if isinstance(components.get(name), dict) else {}
+        restarts = recorded.get("restarts", "?")
+        if not group:
+            print(f"{name:14} {'-':>8} {'DOWN':>9} {restarts:>8} {0:>9}")
+            continue
+        root = next((p for p in group if p.pid == recorded.get("pid")), None)
+        if root is None and recorded:  # what a dead process left behind
+            print(f"{name:14} {'dead':>8} {'-':>9} {restarts:>8} {len(group):>9}  its orphans: `make stop` ends them")
+            continue
+        root = root or group[0]
+        ports = sorted({port for proc in group for port in listening.get(proc.pid, [])})
+        if name == "postgres":
+            ports = [f"socket in {stack.pgdata}"]
+        print(f"{name:14} {root.pid:>8} {_duration(time.time() - root.create_time()):>9} {restarts:>8} "
+              f"{len(group):>9}  {', '.join(ports)}")
+    return 0 if holder else 1
 
 
 def submit(stack: Stack, proposal_file: Path) -> int:
     """Submit a proposal through the Management API as the agent user and show its steps live."""
+    import httpx
+
     from hms_management.client import ApiError, ManagementClient
     from hms_management.domain.outcome import COMPLETED, OUTCOMES
 
-    proposal = json.loads(proposal_file.read_text())
+    if stack.holder() is None:
+        raise StackError(f"no stack is running from {stack.state}: `make run` first")
+    try:
+        proposal = json.loads(proposal_file.read_text())
+        password = stack.credentials()["airflow"]["agent"]
+    except (OSError, ValueError, KeyError) as err:
+        raise StackError(f"cannot read {getattr(err, 'filename', None) or proposal_file}: {err}") from None
+    if not isinstance(proposal, dict) or "id" not in proposal:
+        raise StackError(f"{proposal_file} is not a proposal: a JSON object with an id is expected")
     if proposal_file == SAMPLE_PROPOSAL:  # a fresh id each time, so the sample can be sent again
         proposal["id"] = f"{proposal['id']}-{int(time.time())}"
-    with ManagementClient(stack.api_url, "agent", stack.credentials()["airflow"]["agent"]) as hms:
-        try:
-            status = hms.submit(proposal)
-        except ApiError as err:
-            print(f"refused with {err.status}: {err.body}", file=sys.stderr)
-            return 1
-        print(f"submitted {status['id']}: {status['status']}\n  {status['links']['ui']}")
-        shown: dict[str, str] = {}
-        while True:
-            status = hms.status(proposal["id"])
-            for step in status.get("steps", []):
-                state = step["state"] or "waiting"
-                if shown.get(step["task_id"]) != state:
-                    shown[step["task_id"]] = state
-                    tries = f" (try {step['tries']})" if step["tries"] > 1 else ""
-                    print(f"  {time.strftime('%H:%M:%S')}  {step['task_id']:28} {state}{tries}")
-            if status["status"] in OUTCOMES:
-                break
-            time.sleep(0.5)
+    try:
+        with ManagementClient(stack.api_url, "agent", password) as hms:
+            try:
+                status = hms.submit(proposal)
+            except ApiError as err:
+                print(f"refused with {err.status}: {err.body}", file=sys.stderr)
+                return 1
+            print(f"submitted {status['id']}: {status['status']}\n  {status['links']['ui']}")
+            shown: dict[str, str] = {}
+            while True:
+                status = hms.status(proposal["id"])
+                for step in status.get("steps", []):
+                    state = step["state"] or "waiting"
+                    if shown.get(step["task_id"]) != state:
+                        shown[step["task_id"]] = state
+                        tries = f" (try {step['tries']})" if step["tries"] > 1 else ""
+                        print(f"  {time.strftime('%H:%M:%S')}  {step['task_id']:28} {state}{tries}")
+                if status["status"] in OUTCOMES:
+                    break
+                time.sleep(0.5)
+    except httpx.TransportError as err:
+        raise StackError(f"the stack at {stack.api_url} does not answer ({err}); `make status` shows it") from None
     print(f"{status['status']}: {status.get('reason')}")
     return 0 if status["status"] == COMPLETED else 1
 
 
-def _alive(pid: int) -> bool:
+# -- helpers ----------------------------------------------------------------------------------------
+
+def _process(pid: Any):
+    """The live process with this pid, or None."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(int(pid))
+    except (psutil.NoSuchProcess, TypeError, ValueError):
+        return None
+
+
+def _is_launcher(holder: dict[str, Any]) -> bool:
+    """Whether the lock's holder is `python -m hms_stack run` (it stops its own stack when told),
+    as it wrote, or, if what it wrote is lost, as its command line says."""
+    if "launcher" in holder:
+        return bool(holder["launcher"])
+    try:
+        command = _process(holder["pid"]).cmdline()
+    except Exception:  # noqa: BLE001 (gone, or not ours to read)
         return False
+    return "hms_stack" in command and "run" in command
+
+
+def _wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
     return True
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms_stack", description=__doc__)
+def _when(epoch: Any) -> str:
+    if not isinstance(epoch, int | float):
+        return "an unknown time"
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _ordered(names) -> list[str]:
+    return sorted(names, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
+
+
+def _port(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise StackError(f"{name}={value!r} is not a port number") from None
+
+
+def _number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    try:
+        return default if value is None else float(value)
+    except ValueError:
+        raise StackError(f"{name}={value!r} is not a number") from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m hms_stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["run", "stop", "status", "submit"])
     parser.add_argument("file", nargs="?", type=Path, default=SAMPLE_PROPOSAL, help="proposal JSON (submit)")
     parser.add_argument("--state", type=Path, default=ROOT / ".state", help="state folder (default .state)")
-    parser.add_argument("--api-port", type=int, default=8080)
-    parser.add_argument("--hms-port", type=int, default=8090)
+    parser.add_argument("--api-port", type=int, help="Airflow's api-server (default HMS_API_PORT or 8080)")
+    parser.add_argument("--backend-port", "--hms-port", dest="backend_port", type=int,
+                        help="the HMS backend (default HMS_BACKEND_PORT or 8090)")
     parser.add_argument("--distributed", action="store_true",
                         help="run: CeleryExecutor with Redis and Celery workers (hms_stack.distributed)")
-    parser.add_argument("--redis-port", type=int, default=6379, help="with --distributed (default 6379)")
-    args = parser.parse_args()
-    stack = Stack(state=args.state.resolve(), api_port=args.api_port, hms_port=args.hms_port)
+    parser.add_argument("--redis-port", type=int, help="with --distributed (default HMS_REDIS_PORT or 6379)")
+    parser.add_argument("--crash-loop-restarts", type=int,
+                        help="restarts of one component allowed within --crash-loop-seconds before the stack "
+                             "stops (default HMS_CRASH_LOOP_RESTARTS or 5)")
+    parser.add_argument("--crash-loop-seconds", type=float,
+                        help="the crash-loop window (default HMS_CRASH_LOOP_SECONDS or 120)")
+    return parser.parse_args(argv)
+
+
+def make_stack(args: argparse.Namespace) -> Stack:
+    def given(value, fallback):
+        return fallback() if value is None else value
+
+    settings = {
+        "state": args.state.resolve(),
+        "api_port": given(args.api_port, lambda: _port("HMS_API_PORT", 8080)),
+        "hms_port": given(args.backend_port, lambda: _port("HMS_BACKEND_PORT", 8090)),
+        "crash_loop_restarts": int(given(args.crash_loop_restarts, lambda: _number("HMS_CRASH_LOOP_RESTARTS", 5))),
+        "crash_loop_seconds": given(args.crash_loop_seconds, lambda: _number("HMS_CRASH_LOOP_SECONDS", 120)),
+    }
+    if settings["crash_loop_restarts"] < 0 or settings["crash_loop_seconds"] <= 0:
+        raise StackError("the crash-loop limit needs restarts ≥ 0 and seconds > 0")
+    if args.state.exists() and not args.state.is_dir():
+        raise StackError(f"{args.state} is not a folder")
     if args.distributed:
         from hms_stack.distributed import DistributedStack
 
-        stack = DistributedStack(state=stack.state, api_port=args.api_port, hms_port=args.hms_port,
-                                 redis_port=args.redis_port)
-    if args.command == "submit" and (stack.state / "stack.json").exists():
-        stack.api_port = int(json.loads((stack.state / "stack.json").read_text())["api_url"].rsplit(":", 1)[1])
-    if args.command == "submit":
-        return submit(stack, args.file)
-    return {"run": run, "stop": stop, "status": status}[args.command](stack)
+        return DistributedStack(**settings, redis_port=given(args.redis_port, lambda: _port("HMS_REDIS_PORT", 6379)))
+    stack = Stack(**settings)
+    if args.command in ("submit", "status") and (api_url := stack.read_state_file().get("api_url")):
+        stack.api_port = int(str(api_url).rsplit(":", 1)[1])  # where the running stack listens
+    return stack
+
+
+def main() -> int:
+    args = parse_args()
+    try:
+        stack = make_stack(args)
+        if args.command == "submit":
+            return submit(stack, args.file)
+        return {"run": run, "stop": stop, "status": status}[args.command](stack)
+    except StackError as err:
+        print(err, file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `make status | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

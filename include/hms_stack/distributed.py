@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hms_stack import secrets as stack_secrets
-from hms_stack.stack import POOLS_FILE, READY_TIMEOUT, Stack
+from hms_stack.stack import POOLS_FILE, READY_TIMEOUT, Stack, StackError
 
 WORKER_PREFIX = "worker-"
 # Each worker runs this many tasks at once: two workers × 4 keep a 2-core machine busy without
@@ -44,7 +44,7 @@ def redis_server() -> str:
     """Path of Debian's redis-server (`make test-distributed` installs it when missing)."""
     path = shutil.which("redis-server")
     if path is None:
-        raise RuntimeError("redis-server is not installed: `make redis-server` (apt-get install redis-server)")
+        raise StackError("redis-server is not installed: `make redis-server` (apt-get install redis-server)")
     return path
 
 
@@ -62,6 +62,9 @@ class DistributedStack(Stack):
     @property
     def worker_names(self) -> list[str]:
         return [f"{WORKER_PREFIX}{n}" for n in range(1, self.workers + 1)]
+
+    def ports(self) -> dict[str, int]:
+        return {**super().ports(), "redis": self.redis_port}
 
     def airflow_env(self, db_uri: str, secret: dict[str, Any]) -> dict[str, str]:
         return {
@@ -100,7 +103,7 @@ class DistributedStack(Stack):
             while not self.worker_ready(name):
                 self._check_alive()
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} did not connect to the broker; see logs/{name}.log")
+                    raise StackError(f"{name} did not connect to the broker; its log: {self.log_file(name)}")
                 time.sleep(0.3)
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
