@@ -12,18 +12,21 @@ RUN sed '/^# Below: this machine only/,$d' /opt/hms/requirements.txt > /tmp/requ
  && rm /tmp/requirements-image.txt
 
 # The project, installed rather than only put on PYTHONPATH: every process imports include/'s
-# packages, and the scheduler finds the cluster policy through the package's entry point.
+# packages, and the scheduler finds the cluster policy through the package's entry point. Only the
+# runtime packages: the local stack and the benchmark (hms_stack, hms_bench) are dev tools.
 COPY --chown=airflow:0 pyproject.toml airflow.cfg /opt/hms/
-COPY --chown=airflow:0 include /opt/hms/include
+COPY --chown=airflow:0 include/hms_management /opt/hms/include/hms_management
+COPY --chown=airflow:0 include/hms_backend /opt/hms/include/hms_backend
+COPY --chown=airflow:0 include/hms_deploy /opt/hms/include/hms_deploy
 COPY --chown=airflow:0 dags /opt/hms/dags
 COPY --chown=airflow:0 plugins /opt/hms/plugins
 COPY --chown=airflow:0 config /opt/hms/config
 RUN pip install --no-cache-dir --no-deps /opt/hms \
- && mkdir -p /opt/airflow/state /opt/airflow/hms
+ && mkdir -p /opt/airflow/state /opt/airflow/hms /opt/airflow/users
 
-# airflow.cfg reads HMS_ROOT (the DAGs and plugins) and HMS_STATE (passwords file, logs).
-# The state folder and the HMS backend's data are volumes in docker-compose.yaml; created here so
-# that the volumes start owned by the airflow user.
+# airflow.cfg reads HMS_ROOT (the DAGs, plugins and pools file) and HMS_STATE (logs). The users'
+# folder (the api-server's passwords file) and the HMS backend's data are volumes in
+# docker-compose.yaml; created here so that the volumes start owned by the airflow user.
 ENV HMS_ROOT=/opt/hms \
     HMS_STATE=/opt/airflow/state \
     AIRFLOW_CONFIG=/opt/hms/airflow.cfg

@@ -3,29 +3,18 @@
 `DistributedStack` is the topology of docker-compose.yaml as separate processes on this machine:
 PostgreSQL, Redis, the HMS backend, api-server, scheduler, dag-processor, triggerer and N Celery
 workers, everything on 127.0.0.1 (`make test-distributed`, `make run-distributed`). Nothing in the
-DAGs changes; only the executor and the processes that run tasks do.
-
-`ContainerSetup` is the one-shot set-up of the container deployment (docker-compose.yaml's
-`airflow-init`): the same pools, connections and users as the local stack, with the secrets taken
-from the environment (an env file that is never committed) instead of generated.
+DAGs changes; only the executor and the processes that run tasks do. The container deployment's own
+set-up is `hms_deploy` (in the image).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hms_stack import secrets as stack_secrets
-from hms_stack.stack import POOLS_FILE, READY_TIMEOUT, Stack, StackError
+from hms_stack.stack import READY_TIMEOUT, Stack, StackError
 
 WORKER_PREFIX = "worker-"
 # Each worker runs this many tasks at once: two workers × 4 keep a 2-core machine busy without
@@ -116,71 +105,3 @@ class DistributedStack(Stack):
         with open(self.log_dir / f"{name}.log", "rb") as log:
             log.seek(self._log_offsets.get(name, 0))
             return f"{name}@".encode() in (text := log.read()) and b" ready." in text
-
-
-# -- the container set-up (docker-compose.yaml's airflow-init) -----------------------------------
-
-SECRET_ENV = "HMS_JWT_SECRET"
-
-
-def password_env(user: str) -> str:
-    """The env-file variable that holds a user's Airflow password: HMS_PASSWORD_<USER>."""
-    return f"HMS_PASSWORD_{user.upper()}"
-
-
-@dataclass
-class ContainerSetup(Stack):
-    """Pools, connections and users of a container deployment; its secrets come from the env file."""
-
-    hms_host: str = "hms-backend"
-    api_host: str = "api-server"
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-
-    def secrets_from_env(self) -> dict[str, Any]:
-        names = [SECRET_ENV, *(password_env(user) for user in stack_secrets.USERS)]
-        missing = [name for name in names if not self.environ.get(name)]
-        if missing:
-            raise SystemExit(f"set {', '.join(missing)} in the env file (see .env.example)")
-        return {"hms_jwt_secret": self.environ[SECRET_ENV],
-                "passwords": {user: self.environ[password_env(user)] for user in stack_secrets.USERS}}
-
-    def write_files(self) -> Path:
-        """passwords.json for the api-server, and the connections file; returns the latter."""
-        secret = self.secrets_from_env()
-        # The state volume keeps what the set-up reads back (the sweeper's password), never the
-        # Airflow keys: those reach every container through its environment only.
-        path = self.state / "secrets.json"
-        self.state.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(secret, f)
-        hms_token = self._mint_hms_token(secret)
-        stack_secrets.write_user_files(self.state, secret, hms_token)
-        return self._write_connections(hms_token)
-
-    def set_up(self) -> None:
-        connections = self.write_files()
-        for args in (["db", "migrate"], ["pools", "import", str(POOLS_FILE)],
-                     ["connections", "import", "--overwrite", str(connections)]):
-            print(f"airflow {' '.join(args)}", flush=True)
-            subprocess.run(["airflow", *args], check=True, stdin=subprocess.DEVNULL)
-        connections.unlink()  # imported (encrypted with the fernet key); the plain file has served
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms_stack.distributed",
-                                     description="one-shot set-up of the container deployment")
-    parser.add_argument("command", choices=["container-init"])
-    parser.add_argument("--state", type=Path, default=Path(os.environ.get("HMS_STATE", "/opt/airflow/state")))
-    parser.add_argument("--hms-host", default=ContainerSetup.hms_host)
-    parser.add_argument("--hms-port", type=int, default=8090)
-    parser.add_argument("--api-host", default=ContainerSetup.api_host)
-    parser.add_argument("--api-port", type=int, default=8080)
-    args = parser.parse_args()
-    ContainerSetup(state=args.state, api_port=args.api_port, hms_port=args.hms_port, hms_host=args.hms_host,
-                   api_host=args.api_host).set_up()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

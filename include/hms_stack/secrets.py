@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
-# user → Airflow role; reviewer decides reviews ([hms_management] reviewers); backlog_sweeper is the
-# Management Layer's own user (the backlog sweep and the review watcher, connection airflow_api).
-USERS = {"admin": "admin", "agent": "user", "analyst": "viewer", "reviewer": "user", "backlog_sweeper": "user"}
-
-
-def _write_private(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
+from hms_deploy.setup import USERS, write_private
 
 
 def load_or_create(state: Path) -> dict[str, Any]:
@@ -30,7 +20,7 @@ def load_or_create(state: Path) -> dict[str, Any]:
         missing = [user for user in USERS if user not in kept["passwords"]]
         if missing:  # a state folder from before a user was added: give the new user a password
             kept["passwords"].update({user: secrets.token_urlsafe(12) for user in missing})
-            _write_private(path, kept)
+            write_private(path, kept)
         return kept
     generated = {
         "fernet_key": Fernet.generate_key().decode(),
@@ -39,11 +29,11 @@ def load_or_create(state: Path) -> dict[str, Any]:
         "hms_jwt_secret": secrets.token_urlsafe(48),
         "passwords": {user: secrets.token_urlsafe(12) for user in USERS},
     }
-    _write_private(path, generated)
+    write_private(path, generated)
     return generated
 
 
 def write_user_files(state: Path, secret: dict[str, Any], hms_token: str) -> None:
     """The passwords file Airflow reads, and credentials.json for the person at the keyboard."""
-    _write_private(state / "passwords.json", secret["passwords"])
-    _write_private(state / "credentials.json", {"airflow": secret["passwords"], "hms_token": hms_token})
+    write_private(state / "passwords.json", secret["passwords"])
+    write_private(state / "credentials.json", {"airflow": secret["passwords"], "hms_token": hms_token})

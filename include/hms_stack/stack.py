@@ -29,6 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hms_deploy.setup import connections, write_private
+from hms_management.orchestration.airflow_api import AUTOMATION_USER
 from hms_stack import processes
 from hms_stack import secrets as stack_secrets
 
@@ -43,8 +45,6 @@ COMPONENTS = {
     "dag-processor": [],
     "triggerer": ["--skip-serve-logs"],
 }
-HMS_SERVICES_MODULE = "hms_management.domain.services"
-SWEEP_MODULE = "hms_management.orchestration.airflow_api"
 READY_TIMEOUT = 180.0
 POSTGRES = "postgres"
 # What listens on each port, and the setting that moves it (a Makefile variable; HMS_<name> in the
@@ -397,38 +397,11 @@ class Stack:
         return path
 
     def _write_connections(self, hms_token: str) -> Path:
-        import importlib
-
-        services = importlib.import_module(HMS_SERVICES_MODULE)
-        connections = {
-            service.conn_id: {
-                "conn_type": "http",
-                "description": service.description,
-                "host": self.hms_host,
-                "port": self.hms_port,
-                "schema": "http",
-                # HttpHook sends extras it does not know as headers; the key name masks the token.
-                "extra": json.dumps(services.auth_header(hms_token)),
-            }
-            for service in services.SERVICES
-        }
-        # The backlog sweep starts and re-drives proposal runs through Airflow's own REST API, as
-        # its own user, so that they pass the same admission check as any other trigger.
-        sweep = importlib.import_module(SWEEP_MODULE)
-        connections[sweep.AIRFLOW_API_CONN_ID] = {
-            "conn_type": "http",
-            "description": "Airflow's REST API, as the backlog sweep's user",
-            "host": self.api_host,
-            "port": self.api_port,
-            "schema": "http",
-            "login": sweep.AUTOMATION_USER,
-            "password": stack_secrets.load_or_create(self.state)["passwords"][sweep.AUTOMATION_USER],
-        }
-        path = self.state / "connections.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(connections, f, indent=2)
-        return path
+        """The deployment's connections, pointing at this stack, as a private file for the import."""
+        return write_private(self.state / "connections.json", connections(
+            hms_host=self.hms_host, hms_port=self.hms_port, hms_token=hms_token, api_host=self.api_host,
+            api_port=self.api_port,
+            automation_password=stack_secrets.load_or_create(self.state)["passwords"][AUTOMATION_USER]))
 
     def _start_postgres(self) -> str:
         """Start the wheel's server (or restart it: the same call after it died); returns its URI."""

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hms_stack import secrets as stack_secrets
-from hms_stack.distributed import SECRET_ENV, password_env
+from hms_deploy.container import SECRET_ENV, password_env
+from hms_deploy.setup import USERS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -148,7 +148,9 @@ def test_secrets_come_only_from_the_env_file(services):
     literal = {}
     for name, service in raw["services"].items():
         for key, value in (service.get("environment") or {}).items():
-            if key != "<<" and SECRET_NAME.search(key) and not str(value).startswith("${"):
+            # A *_FILE setting names where a secret is read from (a path), not a secret.
+            secret = SECRET_NAME.search(key) and not key.endswith("_FILE")
+            if key != "<<" and secret and not str(value).startswith("${"):
                 literal[f"{name}.{key}"] = value
     assert literal == {}
     for setting in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
@@ -159,7 +161,7 @@ def test_secrets_come_only_from_the_env_file(services):
 def test_the_env_example_has_names_only_and_every_name_the_deployment_needs(rendered, services):
     lines = [line for line in ENV_EXAMPLE.read_text().splitlines() if line.strip() and not line.startswith("#")]
     required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_FILE.read_text()))
-    init_needs = {SECRET_ENV, *(password_env(user) for user in stack_secrets.USERS)}
+    init_needs = {SECRET_ENV, *(password_env(user) for user in USERS)}
 
     assert [line for line in lines if not line.endswith("=")] == []  # placeholders, never values
     assert required | init_needs == set(env_example_names())

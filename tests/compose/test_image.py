@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from hms_deploy.container import SECRET_ENV, ContainerSetup, password_env
+from hms_deploy.setup import USERS
 from hms_management.domain.services import SERVICES
 from hms_management.orchestration.airflow_api import AIRFLOW_API_CONN_ID, AUTOMATION_USER
-from hms_stack import secrets as stack_secrets
-from hms_stack.distributed import SECRET_ENV, ContainerSetup, password_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -49,15 +49,27 @@ def test_the_build_context_never_carries_the_env_file_or_local_state():
             assert f"!{path}" in ignore or f"!{path}/" in ignore, path
 
 
+def test_the_image_carries_the_runtime_packages_and_no_dev_tools():
+    copied = re.findall(r"^COPY --chown=\S+ (.+) /opt/hms/?\S*$", DOCKERFILE, re.MULTILINE)
+    packages = {Path(path).name for source in copied for path in source.split() if path.startswith("include/")}
+    imported_at_run_time = {"hms_management", "hms_backend", "hms_deploy"}
+
+    assert packages == imported_at_run_time
+    assert not any("hms_stack" in line or "hms_bench" in line for line in copied)
+    assert "include/ " not in " ".join(copied) + " "  # never the whole folder
+
+
 @pytest.fixture
 def env() -> dict[str, str]:
-    return {SECRET_ENV: "s" * 40, **{password_env(user): f"password-of-{user}" for user in stack_secrets.USERS}}
+    return {SECRET_ENV: "s" * 40, **{password_env(user): f"password-of-{user}" for user in USERS}}
+
+
+def setup_in(folder: Path, env: dict[str, str]) -> ContainerSetup:
+    return ContainerSetup(users_dir=folder / "users", pools_file=ROOT / "config" / "pools.json", environ=env)
 
 
 def test_container_setup_points_the_connections_at_the_compose_services(tmp_path, env):
-    setup = ContainerSetup(state=tmp_path, api_port=8080, hms_port=8090, environ=env)
-
-    connections = json.loads(setup.write_files().read_text())
+    connections = setup_in(tmp_path, env).connections()
 
     for service in SERVICES:
         assert (connections[service.conn_id]["host"], connections[service.conn_id]["port"]) == ("hms-backend", 8090)
@@ -67,16 +79,21 @@ def test_container_setup_points_the_connections_at_the_compose_services(tmp_path
     assert api["password"] == env[password_env(AUTOMATION_USER)]
 
 
-def test_container_setup_writes_the_users_passwords_from_the_env_file(tmp_path, env):
-    ContainerSetup(state=tmp_path, environ=env).write_files()
+def test_container_setup_leaves_only_the_passwords_file_on_the_api_servers_volume(tmp_path, env):
+    setup = setup_in(tmp_path, env)
+    token = json.loads(setup.connections()["hms_policy"]["extra"])["Authorization"].removeprefix("Bearer ")
 
-    passwords = json.loads((tmp_path / "passwords.json").read_text())
-    assert passwords == {user: f"password-of-{user}" for user in stack_secrets.USERS}
-    assert (tmp_path / "passwords.json").stat().st_mode & 0o077 == 0  # readable by its owner only
+    setup.write_users()
+
+    assert sorted(p.name for p in (tmp_path / "users").iterdir()) == ["passwords.json"]
+    written = (tmp_path / "users" / "passwords.json").read_text()
+    assert json.loads(written) == {user: f"password-of-{user}" for user in USERS}
+    assert env[SECRET_ENV] not in written and token not in written  # no signing secret, no HMS token
+    assert (tmp_path / "users" / "passwords.json").stat().st_mode & 0o077 == 0  # readable by its owner only
 
 
 def test_container_setup_refuses_to_run_with_a_secret_missing(tmp_path, env):
     del env[password_env("agent")]
 
     with pytest.raises(SystemExit, match="set HMS_PASSWORD_AGENT in the env file"):
-        ContainerSetup(state=tmp_path, environ=env).write_files()
+        setup_in(tmp_path, env).write_users()
