@@ -92,6 +92,11 @@ class ProposalView:
         return (self.outcome or {}).get("failed_step")
 
     @property
+    def submitted_by(self) -> str | None:
+        """Whom the proposal names, else the user that submitted it."""
+        return self.conf.get("submitted_by") or self.triggered_by
+
+    @property
     def submitters(self) -> set[str]:
         """Who raised it: the user that triggered the run, and whom the proposal names."""
         return {name for name in (self.triggered_by, self.conf.get("submitted_by")) if name}
@@ -150,13 +155,17 @@ class Filters:
         return clauses
 
 
-def list_page(filters: Filters, limit: int, cursor: str | None) -> tuple[list[ProposalView], str | None]:
-    """Newest first; the cursor is opaque to callers (the last run's row id)."""
+def list_page(filters: Filters, limit: int, cursor: str | None, *,
+              oldest_first: bool = False) -> tuple[list[ProposalView], str | None]:
+    """Newest first (or oldest first: reviews nearest their deadline); the cursor is opaque to callers
+    (the last run's row id)."""
     columns = _Columns()
+    order = DagRun.id.asc() if oldest_first else DagRun.id.desc()
     query = (columns.select(DagRun, columns.outcome, columns.decision)
-             .where(*filters.where(columns)).order_by(DagRun.id.desc()).limit(limit + 1))
+             .where(*filters.where(columns)).order_by(order).limit(limit + 1))
     if cursor is not None:
-        query = query.where(DagRun.id < decode_cursor(cursor))
+        after = decode_cursor(cursor)
+        query = query.where(DagRun.id > after if oldest_first else DagRun.id < after)
     with create_session(scoped=False) as session:
         rows = session.execute(query).all()
         page, more = rows[:limit], len(rows) > limit
@@ -244,6 +253,13 @@ def _view(run: Any, outcome: dict[str, Any] | None, decision: dict[str, Any] | N
         outcome=outcome,
         decision=decision,
     )
+
+
+def ui_link(run_id: str) -> str:
+    """The proposal's run in the Airflow UI."""
+    from airflow.sdk import conf
+
+    return f"{conf.get('api', 'base_url', fallback='').rstrip('/')}/dags/{DAG_ID}/runs/{run_id}"
 
 
 def review_deadline_passed(view: ProposalView, *, now: datetime) -> bool:
