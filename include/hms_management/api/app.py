@@ -24,6 +24,7 @@ from hms_management.api import desk
 from hms_management.api import proposals as proposal_runs
 from hms_management.api.admission import MAX_BODY_BYTES, is_json, read_body, refusal
 from hms_management.api.auth import may, user_of
+from hms_management.api.docs import add_docs
 from hms_management.api.proposals import Filters, ProposalConflict, ProposalView
 from hms_management.api.reviews import ReviewRefused, decide
 from hms_management.domain.outcome import STATUSES
@@ -137,9 +138,11 @@ app = FastAPI(
         "submit, role `viewer` may read. Every proposal is the Airflow run `proposal__<id>` of DAG "
         f"`{DAG_ID}`."
     ),
-    docs_url="/docs",
+    docs_url=None,  # docs.add_docs: Swagger UI from this server, not from a CDN
+    redoc_url=None,
     openapi_url="/openapi.json",
 )
+add_docs(app, title="HMS Management API")
 # The analysts' desk (pages of the Airflow UI, in its iframes) and its stylesheet, script and icons.
 app.include_router(desk.router)
 app.mount("/desk/static", StaticFiles(packages=[("hms_management.api", "static")]), name="desk-static")
