@@ -146,12 +146,13 @@ class Filters:
         if self.status is not None:
             clauses.append(columns.status == self.status)
         if self.submitter:
-            clauses.append(or_(DagRun.conf["submitted_by"].astext == self.submitter,
+            # DagRun.conf is SQLAlchemy's generic JSON (jsonb on PostgreSQL): as_string() is its ->>.
+            clauses.append(or_(DagRun.conf["submitted_by"].as_string() == self.submitter,
                                DagRun.triggering_user_name == self.submitter))
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             clauses.append(or_(DagRun.run_id.ilike(pattern, escape="\\"),
-                               DagRun.conf["title"].astext.ilike(pattern, escape="\\")))
+                               DagRun.conf["title"].as_string().ilike(pattern, escape="\\")))
         return clauses
 
 
