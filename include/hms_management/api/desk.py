@@ -76,9 +76,10 @@ class Row:
     may_decide: bool
     own: bool  # the viewer submitted it (four-eyes: someone else decides)
     ui_link: str
-    age: str  # how long it has been going, or how long it took
-    waited: str | None
+    age: str  # since it was submitted, or how long it took from submission to its outcome
+    waited: str | None  # in review for
     deadline: datetime | None
+    time_left: str | None  # until the review deadline
     rule: str
 
 
@@ -93,10 +94,11 @@ def row_of(view: ProposalView, viewer: Viewer, *, now: datetime) -> Row:
     review = view.decision or {}
     deadline = _when(review.get("deadline")) if view.status == AWAITING_GOVERNANCE else None
     in_review_since = _when(review.get("created_at"))
-    if view.terminal and view.end_date and view.queued_at:
-        age = f"took {span(view.end_date - view.queued_at)}"
+    submitted = view.created_at or view.queued_at
+    if view.terminal and view.end_date and submitted:
+        age = f"took {span(view.end_date - submitted)}"
     else:
-        age = f"{span(now - view.queued_at)} ago" if view.queued_at else ""
+        age = f"{span(now - submitted)} ago" if submitted else ""
     rule = view.conf.get("rule")
     return Row(
         view=view,
@@ -108,7 +110,8 @@ def row_of(view: ProposalView, viewer: Viewer, *, now: datetime) -> Row:
         age=age,
         waited=span(now - in_review_since) if in_review_since and view.status == AWAITING_GOVERNANCE else None,
         deadline=deadline,
-        rule=json.dumps(rule, indent=2, sort_keys=True) if not isinstance(rule, str) else rule,
+        time_left=span(deadline - now) if deadline and deadline > now else None,
+        rule=json.dumps(rule, indent=1, sort_keys=True) if not isinstance(rule, str) else rule,
     )
 
 

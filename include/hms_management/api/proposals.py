@@ -72,6 +72,8 @@ class ProposalView:
     outcome: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
     steps: list[Step] = field(default_factory=list)
+    # When it was submitted: the run's creation (queued_at moves when a review resumes the run).
+    created_at: datetime | None = None
 
     @property
     def terminal(self) -> bool:
@@ -253,6 +255,7 @@ def _view(run: Any, outcome: dict[str, Any] | None, decision: dict[str, Any] | N
         triggered_by=run.triggering_user_name,
         outcome=outcome,
         decision=decision,
+        created_at=run.created_at or run.run_after,
     )
 
 
