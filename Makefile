@@ -37,8 +37,8 @@ status:
 submit: install
 	$(PY) -m hms_stack submit $(FILE)
 
-## test: lint, unit, DAG and end-to-end tests (starts and stops its own stack)
-test: install
+## test: lint, unit, DAG, end-to-end and browser tests (starts and stops its own stack)
+test: install chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
@@ -85,4 +85,10 @@ redis-server:
 	@command -v redis-server >/dev/null || { apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
 
-.PHONY: test-distributed run-distributed redis-server
+## chromium: Debian's Chromium, the browser of the desk's browser tests (tests/browser), installed when
+## missing; Playwright drives it (its own browser download is not reachable here)
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+.PHONY: test-distributed run-distributed redis-server chromium
