@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hms_stack import secrets as stack_secrets
-from hms_stack.stack import POOLS_FILE, READY_TIMEOUT, Stack
+from hms_stack.stack import METADATA_INDEXES_MODULE, POOLS_FILE, READY_TIMEOUT, Stack
 
 WORKER_PREFIX = "worker-"
 # Each worker runs this many tasks at once: two workers × 4 keep a 2-core machine busy without
@@ -157,10 +157,11 @@ class ContainerSetup(Stack):
 
     def set_up(self) -> None:
         connections = self.write_files()
-        for args in (["db", "migrate"], ["pools", "import", str(POOLS_FILE)],
-                     ["connections", "import", "--overwrite", str(connections)]):
-            print(f"airflow {' '.join(args)}", flush=True)
-            subprocess.run(["airflow", *args], check=True, stdin=subprocess.DEVNULL)
+        for cmd in (["airflow", "db", "migrate"], [sys.executable, "-m", METADATA_INDEXES_MODULE],
+                    ["airflow", "pools", "import", str(POOLS_FILE)],
+                    ["airflow", "connections", "import", "--overwrite", str(connections)]):
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
         connections.unlink()  # imported (encrypted with the fernet key); the plain file has served
 
 

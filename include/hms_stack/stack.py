@@ -37,6 +37,8 @@ COMPONENTS = {
 }
 HMS_SERVICES_MODULE = "hms_management.domain.services"
 SWEEP_MODULE = "hms_management.orchestration.airflow_api"
+# The Management Layer's extra indexes on Airflow's tables, made after each `airflow db migrate`.
+METADATA_INDEXES_MODULE = "hms_management.orchestration.metadata_indexes"
 READY_TIMEOUT = 180.0
 
 
@@ -57,6 +59,8 @@ class Stack:
     ready_dag_ids: tuple[str, ...] | None = None
     serves_management_api: bool = True
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
+    # The metadata database's SQLAlchemy URI, once started (benchmarks write synthetic runs there).
+    db_uri: str | None = field(default=None, init=False)
     # Where Airflow's processes reach the HMS backend and the api-server: this machine here; the
     # container set-up (hms_stack.distributed) names the compose services instead.
     hms_host = "127.0.0.1"
@@ -116,12 +120,13 @@ class Stack:
         stack_secrets.write_user_files(self.state, secret, hms_token)
 
         log("starting embedded PostgreSQL …")
-        db_uri = self._start_postgres()
+        db_uri = self.db_uri = self._start_postgres()
         env = self.airflow_env(db_uri, secret)
         self._write_stack_file()
         try:
             log("migrating the metadata database, importing pools and connections …")
             self._airflow(env, "db", "migrate")
+            self._run(env, "metadata-indexes", [sys.executable, "-m", METADATA_INDEXES_MODULE])
             self._airflow(env, "pools", "import", str(POOLS_FILE))
             connections = self._write_connections(hms_token)
             self._airflow(env, "connections", "import", "--overwrite", str(connections))
@@ -234,13 +239,14 @@ class Stack:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
 
     def _airflow(self, env: dict[str, str], *args: str) -> None:
-        name = "airflow-" + "-".join(args[:2])
+        self._run(env, "airflow-" + "-".join(args[:2]), ["airflow", *args])
+
+    def _run(self, env: dict[str, str], name: str, cmd: list[str]) -> None:
         with open(self.log_dir / f"{name}.log", "ab") as out:
-            result = subprocess.run(["airflow", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+            result = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
             tail = (self.log_dir / f"{name}.log").read_text()[-3000:]
-            raise RuntimeError(f"`airflow {' '.join(args)}` failed ({result.returncode}):\n{tail}")
+            raise RuntimeError(f"`{' '.join(cmd)}` failed ({result.returncode}):\n{tail}")
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (held by the child)
