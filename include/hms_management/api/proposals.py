@@ -52,6 +52,7 @@ from hms_management.orchestration.run_records import (
 )
 
 SUCCESS = DagRunState.SUCCESS.value  # a run that ended green: completed, denied, timed out, or parked
+UNMAPPED = -1  # the map index of a task that is not mapped: all of the proposal DAG's
 NOT_GREEN = tuple(state.value for state in DagRunState if state != DagRunState.SUCCESS)  # few: by index
 
 
@@ -222,7 +223,8 @@ def _counts_from_indexes(session: Any) -> dict[str, int]:
     # (No condition on the outcome here: the planner then starts from these few runs, not the records.)
     not_green = dict(session.execute(
         select(columns.recorded, func.count()).select_from(DagRun)
-        .join(columns.audit, and_(columns.audit.dag_run_id == DagRun.id, *columns.audit_record()))
+        .join(columns.audit, and_(columns.audit.dag_run_id == DagRun.id, columns.audit.map_index == UNMAPPED,
+                                  *columns.audit_record()))
         .where(DagRun.dag_id == DAG_ID, or_(DagRun.state.in_(NOT_GREEN), DagRun.state.is_(None)))
         .group_by(columns.recorded)).all())
     parked = session.scalar(columns.select(func.count()).where(
@@ -275,9 +277,12 @@ class _Columns:
         return [DagRun.state == SUCCESS, self.audit.value.isnot(None), self.recorded == status]
 
     def select(self, *what: Any) -> Any:
+        # Run row id, task id, map index, key: all of xcom's primary key, one exact look-up per run.
         return (select(*what).select_from(DagRun)
-                .outerjoin(self.audit, and_(self.audit.dag_run_id == DagRun.id, *self.audit_record()))
-                .outerjoin(self.gate, and_(self.gate.dag_run_id == DagRun.id, *self.gate_record())))
+                .outerjoin(self.audit, and_(self.audit.dag_run_id == DagRun.id, self.audit.map_index == UNMAPPED,
+                                            *self.audit_record()))
+                .outerjoin(self.gate, and_(self.gate.dag_run_id == DagRun.id, self.gate.map_index == UNMAPPED,
+                                           *self.gate_record())))
 
 
 def _json(value: Any) -> dict[str, Any] | None:
