@@ -48,6 +48,11 @@ test: install chromium
 bench: install
 	$(PY) -m hms_bench $(if $(QUICK),--quick)
 
+## bench-desk: page times of the analysts' desk with 100,000 synthetic proposals (about 10 min);
+## figures in bench-results/desk_pages.json
+bench-desk: install
+	$(PY) -m hms_bench.desk_pages
+
 test-unit: install
 	$(PY) -m pytest -m "not e2e"
 
@@ -91,4 +96,4 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
-.PHONY: test-distributed run-distributed redis-server chromium
+.PHONY: test-distributed run-distributed redis-server chromium bench-desk
