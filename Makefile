@@ -48,8 +48,8 @@ status:
 submit: install
 	$(PY) -m hms_stack submit $(FILE)
 
-## test: lint, unit, DAG and end-to-end tests (starts and stops its own stack)
-test: install
+## test: lint, unit, DAG, end-to-end and browser tests (starts and stops its own stack)
+test: install chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
@@ -63,6 +63,11 @@ bench: install
 ## few minutes; LIVE=1 also runs each mutant's end-to-end tests, much slower)
 mutants: install
 	$(PY) tests/mutants.py $(if $(LIVE),--live)
+
+## bench-desk: page times of the analysts' desk with 100,000 synthetic proposals (about 10 min);
+## figures in bench-results/desk_pages.json
+bench-desk: install
+	$(PY) -m hms_bench.desk_pages
 
 test-unit: install
 	$(PY) -m pytest -m "not e2e"
@@ -108,4 +113,10 @@ redis-server:
 test-chaos: install
 	HMS_CHAOS=1 $(PY) -m pytest tests/chaos -rP
 
-.PHONY: test-distributed run-distributed redis-server test-chaos
+## chromium: Debian's Chromium, the browser of the desk's browser tests (tests/browser), installed when
+## missing; Playwright drives it (its own browser download is not reachable here)
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+.PHONY: test-distributed run-distributed redis-server test-chaos chromium bench-desk

@@ -2,6 +2,8 @@
 
 - api-server: the HMS Management API at /management, and the admission check that refuses bad
   proposals on Airflow's own trigger endpoint before a run exists;
+- UI: the analysts' desk — *Proposals* in the navigation, and a *Proposal* tab on every run page —
+  pages of /management/desk shown in the UI's iframes (signed in by the UI's own cookie);
 - scheduler: the listener that writes each proposal run's outcome into its run note.
 
 Every Airflow process imports this file, task processes too: keep its imports light.
@@ -22,6 +24,15 @@ class HmsManagementPlugin(AirflowPlugin):
     fastapi_apps = [
         {"app": LazyApp("hms_management.api.app:app"), "url_prefix": "/management",
          "name": "HMS Management API"},
+    ]
+    # The UI fills {DAG_ID} and {RUN_ID} of a dag_run view's href (URL-encoded) for the run shown.
+    external_views = [
+        {"name": "Proposals", "href": "/management/desk", "destination": "nav", "url_route": "proposals",
+         "nav_top_level": True, "icon": "/management/desk/static/proposals.svg",
+         "icon_dark_mode": "/management/desk/static/proposals-dark.svg"},
+        {"name": "Proposal", "href": "/management/desk/runs/{DAG_ID}/{RUN_ID}", "destination": "dag_run",
+         "url_route": "proposal", "icon": "/management/desk/static/proposals.svg",
+         "icon_dark_mode": "/management/desk/static/proposals-dark.svg"},
     ]
     fastapi_root_middlewares = [
         {"middleware": ProposalAdmissionMiddleware, "name": "Proposal admission (400 on bad proposals)"},

@@ -30,7 +30,9 @@ def pytest_unconfigure(config) -> None:
     shutil.rmtree(_home, ignore_errors=True)
 
 
-# -- clients of a live stack: each folder that starts one (e2e, distributed) defines `stack` ------
+# -- clients of a live stack: `stack` is tests/live_stack.py's (e2e, browser), or tests/distributed's --
+
+pytest_plugins = ["tests.live_stack"]
 
 import httpx  # noqa: E402 (after the environment above)
 import pytest  # noqa: E402

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from hms_deploy.setup import USERS, connections, write_private
 from hms_management.orchestration.airflow_api import AUTOMATION_USER
 
 SECRET_ENV = "HMS_JWT_SECRET"
+# The Management Layer's extra indexes on Airflow's tables, made after each `airflow db migrate`.
+METADATA_INDEXES_MODULE = "hms_management.orchestration.metadata_indexes"
 TOKEN_TTL_SECONDS = 365 * 24 * 3600
 PASSWORDS_FILE = "passwords.json"
 
@@ -57,6 +60,7 @@ class ContainerSetup:
     def set_up(self) -> None:
         self.write_users()
         self._airflow("db", "migrate")
+        self._run(sys.executable, "-m", METADATA_INDEXES_MODULE)
         self._airflow("pools", "import", str(self.pools_file))
         # The plain connections file lives in this container's private temporary folder for the
         # moment of the import: the token is stored encrypted in the database only.
@@ -64,7 +68,11 @@ class ContainerSetup:
             path = write_private(Path(private) / "connections.json", self.connections())
             self._airflow("connections", "import", "--overwrite", str(path))
 
+    @classmethod
+    def _airflow(cls, *args: str) -> None:
+        cls._run("airflow", *args)
+
     @staticmethod
-    def _airflow(*args: str) -> None:
-        print(f"airflow {' '.join(args)}", flush=True)
-        subprocess.run(["airflow", *args], check=True, stdin=subprocess.DEVNULL)
+    def _run(*cmd: str) -> None:
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)

@@ -36,6 +36,8 @@ from hms_stack import secrets as stack_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 POOLS_FILE = ROOT / "config" / "pools.json"
+# The Management Layer's extra indexes on Airflow's tables, made after each `airflow db migrate`.
+METADATA_INDEXES_MODULE = "hms_management.orchestration.metadata_indexes"
 AIRFLOW_CFG = ROOT / "airflow.cfg"
 # Airflow's processes and their arguments. The log servers are skipped: on one machine the
 # api-server reads task logs from the shared folder, and serve-logs would listen on every interface.
@@ -109,7 +111,8 @@ class Stack:
     _restarts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _restart_due: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     _postmaster: Any = field(default=None, init=False, repr=False)
-    _db_uri: str = field(default="", init=False, repr=False)
+    # The metadata database's SQLAlchemy URI, once started (benchmarks write synthetic runs there).
+    db_uri: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Absolute: it is the marker every process of the stack carries.
@@ -209,11 +212,12 @@ class Stack:
             stack_secrets.write_user_files(self.state, secret, hms_token)
 
             log("starting embedded PostgreSQL …")
-            self._db_uri = self._start_postgres()
-            env = self.airflow_env(self._db_uri, secret)
+            self.db_uri = self._start_postgres()
+            env = self.airflow_env(self.db_uri, secret)
             self._write_state_file()
             log("migrating the metadata database, importing pools and connections …")
             self._airflow(env, "db", "migrate")
+            self._run(env, "metadata-indexes", [sys.executable, "-m", METADATA_INDEXES_MODULE])
             self._airflow(env, "pools", "import", str(POOLS_FILE))
             connections = self._write_connections(hms_token)
             self._airflow(env, "connections", "import", "--overwrite", str(connections))
@@ -340,7 +344,7 @@ class Stack:
     def _restart(self, name: str) -> None:
         self._restart_due.pop(name)
         if name == POSTGRES:
-            if self._start_postgres() != self._db_uri:
+            if self._start_postgres() != self.db_uri:
                 raise StackError("PostgreSQL came back on another socket; stop the stack and start it again")
             return
         cmd, env = self._commands[name]
@@ -436,12 +440,15 @@ class Stack:
         PostgresServer._instances.pop(self.pgdata.resolve(), None)
 
     def _airflow(self, env: dict[str, str], *args: str) -> None:
-        name = "airflow-" + "-".join(args[:2])
+        self._run(env, "airflow-" + "-".join(args[:2]), ["airflow", *args])
+
+    def _run(self, env: dict[str, str], name: str, cmd: list[str]) -> None:
+        """A set-up command, its output in its own log; a failure names the command and the log."""
         with open(self.log_dir / f"{name}.log", "ab") as out:
-            result = subprocess.run(["airflow", *args], env={**env, **processes.markers(self.state, "setup")},
+            result = subprocess.run(cmd, env={**env, **processes.markers(self.state, "setup")},
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
-            raise StackError(f"`airflow {' '.join(args)}` failed ({result.returncode}); its log: "
+            raise StackError(f"`{' '.join(cmd)}` failed ({result.returncode}); its log: "
                              f"{self.log_dir / f'{name}.log'}\n{_tail(self.log_dir / f'{name}.log')}")
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:

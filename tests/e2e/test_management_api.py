@@ -137,6 +137,48 @@ def test_an_agent_rewriting_the_run_note_changes_no_status_list_or_filter(manage
     assert listed["status"] == "denied"
 
 
+def test_list_and_counts_filter_by_submitter_and_by_text_in_the_id_or_title(management, analyst, proposal_id):
+    named = {"id": f"{proposal_id}-named", "rule": RULE, "day": "Sat", "submitted_by": f"portal-{proposal_id}",
+             "title": "Weekend 100%_permits"}
+    unnamed = {"id": f"{proposal_id}-unnamed", "rule": RULE, "day": "Sat"}  # submitted by the agent's user
+    for body in (named, unnamed):
+        management.post(body)
+    for body in (named, unnamed):
+        management.wait(body["id"])
+
+    by_portal = analyst.list(submitter=named["submitted_by"])["items"]
+    by_agent = {p["id"] for p in analyst.list(submitter="agent", limit=200)["items"]}
+    by_title = analyst.list(text="100%_PERMITS")["items"]  # any case; % and _ are plain characters
+    by_id = {p["id"] for p in analyst.list(text=proposal_id)["items"]}
+    counted = analyst._airflow.request("GET", "/management/counts", params={"submitter": named["submitted_by"]})
+
+    assert [p["id"] for p in by_portal] == [named["id"]]
+    assert {named["id"], unnamed["id"]} <= by_agent  # the user that submitted both
+    assert [p["id"] for p in by_title] == [named["id"]]
+    assert by_id == {named["id"], unnamed["id"]}
+    assert analyst.list(text="100%_permitz")["items"] == []
+    assert counted.json()["counts"]["denied"] == 1 and counted.json()["total"] == 1
+
+
+def test_counts_are_those_of_grouping_every_proposal_by_its_status(analyst, management, proposal_id):
+    management.post({"id": proposal_id, "rule": RULE, "day": "Sat"})
+    management.wait(proposal_id)
+
+    def both() -> tuple[dict, dict]:
+        counts = analyst._airflow.request("GET", "/management/counts").json()  # read from the indexes
+        # Every proposal's run id contains "proposal__": this filter groups each proposal by its status.
+        grouped = analyst._airflow.request("GET", "/management/counts", params={"q": "proposal__"}).json()
+        return counts, grouped
+
+    deadline = time.monotonic() + 60
+    counts, grouped = both()
+    while counts != grouped and time.monotonic() < deadline:  # other tests' proposals may move meanwhile
+        time.sleep(0.5)
+        counts, grouped = both()
+
+    assert counts == grouped and counts["counts"]["denied"] >= 1
+
+
 def test_list_refuses_a_cursor_it_did_not_hand_out(management):
     response = management._airflow.request("GET", "/management/proposals", params={"cursor": "../../etc"})
     assert response.status_code == 400

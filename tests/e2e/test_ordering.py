@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from hms_management.domain.proposal import DAG_ID
-from tests.e2e.conftest import MAX_RUNNING_PROPOSALS
+from tests.live_stack import MAX_RUNNING_PROPOSALS
 
 BURST = 4 * MAX_RUNNING_PROPOSALS
 RULE = {"queue": "foia"}

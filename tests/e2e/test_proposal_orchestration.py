@@ -9,7 +9,7 @@ import pytest
 
 from hms_management.client import AirflowClient
 from hms_management.domain.proposal import DAG_ID, run_id_for
-from tests.e2e.conftest import REQUEST_TIMEOUT_SECONDS
+from tests.live_stack import REQUEST_TIMEOUT_SECONDS
 
 RULE = {"queue": "foia", "strategy": "oldest-first"}
 

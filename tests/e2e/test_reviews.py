@@ -16,7 +16,7 @@ import pytest
 from hms_management.client import ManagementClient
 from hms_management.domain.proposal import DAG_ID, run_id_for
 from hms_stack.stack import Stack
-from tests.e2e.conftest import REVIEW_TIMEOUT_SECONDS
+from tests.live_stack import REVIEW_TIMEOUT_SECONDS
 
 RULE = {"queue": "foia", "strategy": "oldest-first"}
 

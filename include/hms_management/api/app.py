@@ -4,6 +4,7 @@ The contract HMS agents were written against — `POST /management/proposals {id
 `{"status": "completed"}` — on top of Airflow runs, guarded by Airflow's own tokens and roles:
 role `user` may submit, `viewer` may read, the users named in `[hms_management] reviewers` may
 decide reviews (never their own proposals). A bad body never starts a run or reaches a service.
+It also serves the analysts' desk (`desk`: the Proposals view and a run's Proposal tab in the UI).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
 
+from hms_management.api import desk
 from hms_management.api import proposals as proposal_runs
 from hms_management.api.admission import MAX_BODY_BYTES, is_json, read_body, refusal
 from hms_management.api.auth import may, user_of
+from hms_management.api.docs import add_docs
 from hms_management.api.proposals import Filters, ProposalConflict, ProposalView
 from hms_management.api.reviews import ReviewRefused, decide
 from hms_management.domain.outcome import STATUSES
@@ -134,20 +138,19 @@ app = FastAPI(
         "submit, role `viewer` may read. Every proposal is the Airflow run `proposal__<id>` of DAG "
         f"`{DAG_ID}`."
     ),
-    docs_url="/docs",
+    docs_url=None,  # docs.add_docs: Swagger UI from this server, not from a CDN
+    redoc_url=None,
     openapi_url="/openapi.json",
 )
+add_docs(app, title="HMS Management API")
+# The analysts' desk (pages of the Airflow UI, in its iframes) and its stylesheet, script and icons.
+app.include_router(desk.router)
+app.mount("/desk/static", StaticFiles(packages=[("hms_management.api", "static")]), name="desk-static")
 
 
 @app.exception_handler(JsonBodyError)
 async def _bad_json(request: Request, err: JsonBodyError) -> JSONResponse:
     return JSONResponse(refusal([{"field": "(body)", "reason": str(err)}]), 400)
-
-
-def _ui_link(run_id: str) -> str:
-    from airflow.sdk import conf
-
-    return f"{conf.get('api', 'base_url', fallback='').rstrip('/')}/dags/{DAG_ID}/runs/{run_id}"
 
 
 def _status(view: ProposalView, *, details: bool) -> dict[str, Any]:
@@ -159,7 +162,7 @@ def _status(view: ProposalView, *, details: bool) -> dict[str, Any]:
         reason=view.reason,
         failed_step=view.failed_step,
         title=conf.get("title"),
-        submitted_by=conf.get("submitted_by") or view.triggered_by,
+        submitted_by=view.submitted_by,
         priority=conf.get("priority"),
         impact=conf.get("impact"),
         submitted_at=view.queued_at,
@@ -168,7 +171,7 @@ def _status(view: ProposalView, *, details: bool) -> dict[str, Any]:
         rule=conf.get("rule") if details else None,
         steps=[StepState(task_id=s.task_id, state=s.state, tries=s.try_number, start_date=s.start_date,
                          end_date=s.end_date) for s in view.steps] if details else None,
-        links=Links(ui=_ui_link(view.run_id), status=f"/management/proposals/{view.id}"),
+        links=Links(ui=proposal_runs.ui_link(view.run_id), status=f"/management/proposals/{view.id}"),
     )
     return body.model_dump(mode="json", exclude=None if details else {"steps", "rule"})
 
@@ -304,6 +307,24 @@ async def list_proposals(
 async def count_proposals(submitter: SubmitterParam = None, text: TextParam = None) -> JSONResponse:
     counts = await run_in_threadpool(proposal_runs.counts, Filters(submitter=submitter, text=text))
     return JSONResponse({"counts": counts, "total": sum(counts.values())}, 200)
+
+
+class Me(BaseModel):
+    user: str
+    may_submit: bool = Field(description="May submit proposals (Airflow role user or above)")
+    may_review: bool = Field(description="May decide reviews (named in [hms_management] reviewers), never on a "
+                                         "proposal of their own")
+
+
+@app.get("/me", response_model=Me, summary="Who the caller is and what they may do here",
+         responses={401: {"description": "No or bad token"}})
+async def me(request: Request) -> JSONResponse:
+    user = await user_of(request)
+    if user is None:
+        raise HTTPException(401, "a valid Airflow token is required (POST /auth/token)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    viewer = desk.viewer_of(user)
+    return JSONResponse(Me(user=viewer.name, may_submit=viewer.may_submit, may_review=viewer.may_review).model_dump())
 
 
 @app.post(

@@ -4,7 +4,8 @@ list and count them, the reviews awaiting a decision.
 A proposal's status comes from what its workflow recorded — the run's state, the outcome the audit
 step returned, the decision the gate kept (`domain.outcome.proposal_status`) — never from its run
 note. Lists compute the same status in SQL, so filters and counts agree with a single proposal's
-view. Each function opens one short session; async callers run them in a thread.
+view; two indexes of our own (`orchestration.metadata_indexes`) keep them fast with 100,000
+proposals. Each function opens one short session; async callers run them in a thread.
 """
 
 from __future__ import annotations
@@ -20,18 +21,21 @@ from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType
-from sqlalchemy import String, and_, case, cast, func, literal, or_, select, type_coerce
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import String, and_, case, cast, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from hms_management.domain.outcome import (
     AWAITING_GOVERNANCE,
+    COMPLETED,
+    DENIED,
     FAILED,
     NO_AUDIT_RECORD,
     OUTCOMES,
     QUEUED,
+    REVIEW_TIMEOUT,
     RUNNING,
     STATUSES,
     proposal_status,
@@ -39,7 +43,17 @@ from hms_management.domain.outcome import (
 from hms_management.domain.priority import run_after_for
 from hms_management.domain.proposal import DAG_ID, Proposal, proposal_id_of, run_id_for, same_proposal
 from hms_management.domain.steps import DECISION_KEY, GOVERNANCE_GATE, RECORD_AUDIT, TASK_ORDER
-from hms_management.orchestration.run_records import RETURN_VALUE, outcome_and_decision
+from hms_management.orchestration.run_records import (
+    RETURN_VALUE,
+    as_object,
+    decision_status,
+    outcome_and_decision,
+    recorded_outcome,
+)
+
+SUCCESS = DagRunState.SUCCESS.value  # a run that ended green: completed, denied, timed out, or parked
+UNMAPPED = -1  # the map index of a task that is not mapped: all of the proposal DAG's
+NOT_GREEN = tuple(state.value for state in DagRunState if state != DagRunState.SUCCESS)  # few: by index
 
 
 class ProposalConflict(Exception):
@@ -72,6 +86,8 @@ class ProposalView:
     outcome: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
     steps: list[Step] = field(default_factory=list)
+    # When it was submitted: the run's creation (queued_at moves when a review resumes the run).
+    created_at: datetime | None = None
 
     @property
     def terminal(self) -> bool:
@@ -90,6 +106,11 @@ class ProposalView:
     @property
     def failed_step(self) -> str | None:
         return (self.outcome or {}).get("failed_step")
+
+    @property
+    def submitted_by(self) -> str | None:
+        """Whom the proposal names, else the user that submitted it."""
+        return self.conf.get("submitted_by") or self.triggered_by
 
     @property
     def submitters(self) -> set[str]:
@@ -139,24 +160,33 @@ class Filters:
     def where(self, columns: _Columns) -> list[Any]:
         clauses = [DagRun.dag_id == DAG_ID]
         if self.status is not None:
-            clauses.append(columns.status == self.status)
+            clauses += [columns.status == self.status, *columns.narrowing(self.status)]
         if self.submitter:
-            clauses.append(or_(DagRun.conf["submitted_by"].astext == self.submitter,
+            # DagRun.conf is SQLAlchemy's generic JSON (jsonb on PostgreSQL): as_string() is its ->>.
+            clauses.append(or_(DagRun.conf["submitted_by"].as_string() == self.submitter,
                                DagRun.triggering_user_name == self.submitter))
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             clauses.append(or_(DagRun.run_id.ilike(pattern, escape="\\"),
-                               DagRun.conf["title"].astext.ilike(pattern, escape="\\")))
+                               DagRun.conf["title"].as_string().ilike(pattern, escape="\\")))
         return clauses
 
+    @property
+    def by_run_only(self) -> bool:
+        return not (self.submitter or self.text)
 
-def list_page(filters: Filters, limit: int, cursor: str | None) -> tuple[list[ProposalView], str | None]:
-    """Newest first; the cursor is opaque to callers (the last run's row id)."""
+
+def list_page(filters: Filters, limit: int, cursor: str | None, *,
+              oldest_first: bool = False) -> tuple[list[ProposalView], str | None]:
+    """Newest first (or oldest first: reviews nearest their deadline); the cursor is opaque to callers
+    (the last run's row id)."""
     columns = _Columns()
-    query = (columns.select(DagRun, columns.outcome, columns.decision)
-             .where(*filters.where(columns)).order_by(DagRun.id.desc()).limit(limit + 1))
+    order = DagRun.id.asc() if oldest_first else DagRun.id.desc()
+    query = (columns.select(DagRun, as_object(columns.audit.value), as_object(columns.gate.value))
+             .where(*filters.where(columns)).order_by(order).limit(limit + 1))
     if cursor is not None:
-        query = query.where(DagRun.id < decode_cursor(cursor))
+        after = decode_cursor(cursor)
+        query = query.where(DagRun.id > after if oldest_first else DagRun.id < after)
     with create_session(scoped=False) as session:
         rows = session.execute(query).all()
         page, more = rows[:limit], len(rows) > limit
@@ -166,12 +196,45 @@ def list_page(filters: Filters, limit: int, cursor: str | None) -> tuple[list[Pr
 
 def counts(filters: Filters) -> dict[str, int]:
     """How many proposals are in each status (every status present, zero included)."""
-    columns = _Columns()
-    query = (columns.select(columns.status, func.count())
-             .where(*Filters(submitter=filters.submitter, text=filters.text).where(columns)).group_by(columns.status))
     with create_session(scoped=False) as session:
-        found = dict(session.execute(query).all())
+        if filters.by_run_only:
+            found = _counts_from_indexes(session)
+        else:
+            columns = _Columns()
+            query = (columns.select(columns.status, func.count())
+                     .where(*Filters(submitter=filters.submitter, text=filters.text).where(columns))
+                     .group_by(columns.status))
+            found = dict(session.execute(query).all())
     return {status: found.get(status, 0) for status in STATUSES}
+
+
+def _counts_from_indexes(session: Any) -> dict[str, int]:
+    """The same counts as grouping every proposal by `_Columns.status`, from four short reads of
+    indexes: runs by state (Airflow's), the outcomes recorded (ours, counted without reading a row),
+    the outcomes recorded by runs that did not end green (few), and the reviews still open (ours)."""
+    columns = _Columns()
+    by_state = dict(session.execute(select(columns.state, func.count())
+                                    .where(DagRun.dag_id == DAG_ID).group_by(columns.state)).all())
+    ending = (COMPLETED, DENIED, REVIEW_TIMEOUT)  # how a run that ended green may end
+    recorded = dict(session.execute(select(columns.recorded, func.count()).select_from(columns.audit)
+                                    .where(*columns.audit_record(), columns.recorded.in_(ending))
+                                    .group_by(columns.recorded)).all())
+    # A re-driven or cleared run keeps its last outcome until record_audit runs again: not its status.
+    # (No condition on the outcome here: the planner then starts from these few runs, not the records.)
+    not_green = dict(session.execute(
+        select(columns.recorded, func.count()).select_from(DagRun)
+        .join(columns.audit, and_(columns.audit.dag_run_id == DagRun.id, columns.audit.map_index == UNMAPPED,
+                                  *columns.audit_record()))
+        .where(DagRun.dag_id == DAG_ID, or_(DagRun.state.in_(NOT_GREEN), DagRun.state.is_(None)))
+        .group_by(columns.recorded)).all())
+    parked = session.scalar(columns.select(func.count()).where(
+        DagRun.dag_id == DAG_ID, columns.status == AWAITING_GOVERNANCE, *columns.narrowing(AWAITING_GOVERNANCE)))
+    found = {outcome: recorded.get(outcome, 0) - not_green.get(outcome, 0) for outcome in ending}
+    green = by_state.pop(SUCCESS, 0)
+    found |= {QUEUED: by_state.pop(QUEUED, 0), RUNNING: by_state.pop(RUNNING, 0), AWAITING_GOVERNANCE: parked}
+    # The rest is failed: runs that failed (or have no state), and green runs without an outcome of `ending`.
+    found[FAILED] = sum(by_state.values()) + green - parked - sum(found[outcome] for outcome in ending)
+    return found
 
 
 class _Columns:
@@ -181,31 +244,45 @@ class _Columns:
     def __init__(self) -> None:
         self.audit = aliased(XComModel)
         self.gate = aliased(XComModel)
-        self.outcome = _jsonb(self.audit.value)
-        self.decision = _jsonb(self.gate.value)
-        state = cast(DagRun.state, String)
-        recorded = self.outcome["outcome"].astext
+        self.recorded = recorded_outcome(self.audit.value)
+        self.review = decision_status(self.gate.value)
+        self.state = cast(DagRun.state, String)
         self.status = case(
-            (state.in_((QUEUED, RUNNING)), state),
-            (and_(state == "success", self.audit.value.is_(None), self.decision["status"].astext == "review"),
+            (self.state.in_((QUEUED, RUNNING)), self.state),
+            (and_(self.state == SUCCESS, self.audit.value.is_(None), self.review == "review"),
              literal(AWAITING_GOVERNANCE)),
-            (and_(state == "success", recorded.in_(OUTCOMES)), recorded),
+            (and_(self.state == SUCCESS, self.recorded.in_(OUTCOMES)), self.recorded),
             else_=literal(FAILED),
         )
 
+    def audit_record(self) -> list[Any]:
+        # dag_id first: the records' indexes (metadata_indexes) lead with it.
+        return [self.audit.dag_id == DAG_ID, self.audit.task_id == RECORD_AUDIT, self.audit.key == RETURN_VALUE]
+
+    def gate_record(self) -> list[Any]:
+        return [self.gate.dag_id == DAG_ID, self.gate.task_id == GOVERNANCE_GATE, self.gate.key == DECISION_KEY]
+
+    def narrowing(self, status: str) -> list[Any]:
+        """Conditions every proposal of `status` meets, in terms an index can serve: the run's state,
+        the outcome recorded, the decision's status. The status test itself stays the judge."""
+        # `value IS NOT NULL`: a record that must be there turns its outer join into an inner one,
+        # which lets the index serve the condition on it (the CASE in `as_object` is not strict).
+        if status in (QUEUED, RUNNING):
+            return [DagRun.state == status]
+        if status == AWAITING_GOVERNANCE:
+            return [DagRun.state == SUCCESS, self.gate.value.isnot(None), self.review == "review"]
+        if status == FAILED:
+            return [or_(DagRun.state != SUCCESS, DagRun.state.is_(None), self.recorded.is_(None),
+                        self.recorded.notin_((COMPLETED, DENIED, REVIEW_TIMEOUT)))]
+        return [DagRun.state == SUCCESS, self.audit.value.isnot(None), self.recorded == status]
+
     def select(self, *what: Any) -> Any:
+        # Run row id, task id, map index, key: all of xcom's primary key, one exact look-up per run.
         return (select(*what).select_from(DagRun)
-                .outerjoin(self.audit, and_(self.audit.dag_run_id == DagRun.id, self.audit.task_id == RECORD_AUDIT,
-                                            self.audit.key == RETURN_VALUE))
-                .outerjoin(self.gate, and_(self.gate.dag_run_id == DagRun.id, self.gate.task_id == GOVERNANCE_GATE,
-                                           self.gate.key == DECISION_KEY)))
-
-
-def _jsonb(value: Any) -> Any:
-    """An XCom's value as a JSON object in SQL: values stored as JSON text are unwrapped."""
-    unwrapped = case((func.jsonb_typeof(value) == "string", cast(value.op("#>>")(literal("{}")), JSONB)),
-                     else_=value)
-    return type_coerce(unwrapped, JSONB)
+                .outerjoin(self.audit, and_(self.audit.dag_run_id == DagRun.id, self.audit.map_index == UNMAPPED,
+                                            *self.audit_record()))
+                .outerjoin(self.gate, and_(self.gate.dag_run_id == DagRun.id, self.gate.map_index == UNMAPPED,
+                                           *self.gate_record())))
 
 
 def _json(value: Any) -> dict[str, Any] | None:
@@ -243,7 +320,15 @@ def _view(run: Any, outcome: dict[str, Any] | None, decision: dict[str, Any] | N
         triggered_by=run.triggering_user_name,
         outcome=outcome,
         decision=decision,
+        created_at=run.created_at or run.run_after,
     )
+
+
+def ui_link(run_id: str) -> str:
+    """The proposal's run in the Airflow UI."""
+    from airflow.sdk import conf
+
+    return f"{conf.get('api', 'base_url', fallback='').rstrip('/')}/dags/{DAG_ID}/runs/{run_id}"
 
 
 def review_deadline_passed(view: ProposalView, *, now: datetime) -> bool:

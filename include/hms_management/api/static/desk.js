@@ -1,0 +1,110 @@
+// The analysts' desk: reviewers' decisions sent to the Management API, and run links that open the
+// run's page in the whole Airflow window. Everything else on the page works without this script.
+(() => {
+  "use strict";
+  const api = document.body.dataset.api;
+  const labels = JSON.parse(document.body.dataset.labels || "{}");
+  const FINAL = ["completed", "denied", "review_timeout", "failed"];
+
+  // Airflow shows this page in a sandboxed iframe that may not navigate the window by itself
+  // (no allow-top-navigation), but may reach it (same origin): a link followed there opens the run.
+  function openInWindow(href) {
+    try {
+      if (window.top === window) return false;
+      const doc = window.top.document;
+      const link = doc.createElement("a");
+      link.href = href;
+      doc.body.appendChild(link);
+      link.click();
+      link.remove();
+      return true;
+    } catch (err) {
+      return false;
+    }
+  }
+
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-top]");
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    if (openInWindow(link.href)) event.preventDefault();
+  });
+
+  function showStatus(scope, status) {
+    for (const badge of scope.querySelectorAll(".status[data-status]")) {
+      badge.className = `status status-${status}`;
+      badge.dataset.status = status;
+      badge.textContent = labels[status] || status;
+    }
+  }
+
+  // After a decision: the review watcher resumes the proposal within seconds; follow it to its end.
+  async function follow(id, scope, note, verdict) {
+    const until = Date.now() + 180000;
+    while (Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      let body;
+      try {
+        const response = await fetch(`${api}/proposals/${encodeURIComponent(id)}`, { credentials: "same-origin" });
+        if (!response.ok) continue;
+        body = await response.json();
+      } catch (err) {
+        continue;
+      }
+      showStatus(scope, body.status);
+      const reason = scope.querySelector(".reason");
+      if (reason && body.reason) reason.textContent = body.reason;
+      if (FINAL.includes(body.status)) {
+        note.textContent = `${verdict} Now ${labels[body.status] || body.status}.`;
+        return;
+      }
+    }
+  }
+
+  for (const form of document.querySelectorAll("form.decide")) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const id = form.dataset.proposal;
+      const approved = event.submitter ? event.submitter.value === "true" : false;
+      const reason = form.elements.reason.value.trim();
+      const outcome = form.querySelector(".outcome");
+      const fail = (message) => {
+        outcome.textContent = message;
+        outcome.classList.add("error");
+        outcome.setAttribute("role", "alert");
+      };
+      if (!reason) {
+        fail("Give a reason: it is kept in the audit record.");
+        form.elements.reason.focus();
+        return;
+      }
+      const buttons = form.querySelectorAll("button");
+      buttons.forEach((button) => { button.disabled = true; });
+      let response, body = {};
+      try {
+        response = await fetch(`${api}/proposals/${encodeURIComponent(id)}/decision`, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          body: JSON.stringify({ approved, reason }),
+        });
+        body = await response.json().catch(() => ({}));
+      } catch (err) {
+        fail(`The decision was not sent: ${err.message}`);
+        buttons.forEach((button) => { button.disabled = false; });
+        return;
+      }
+      if (!response.ok) {
+        fail(`Not decided (${response.status}): ${body.detail || response.statusText}`);
+        buttons.forEach((button) => { button.disabled = false; });
+        return;
+      }
+      const verdict = `${approved ? "Approved" : "Denied"} by you: “${reason}”.`;
+      const note = document.createElement("p");
+      note.className = "decided";
+      note.setAttribute("role", "status");
+      note.textContent = `${verdict} Resuming…`;
+      form.replaceWith(note);
+      follow(id, note.closest("[data-proposal]") || document.body, note, verdict);
+    });
+  }
+})();
