@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hms_backend.auth import mint_token
-from hms_deploy.setup import USERS, connections, write_private
+from hms_deploy.setup import METADATA_INDEXES_MODULE, USERS, connections, write_private
 from hms_management.orchestration.airflow_api import AUTOMATION_USER
 
 SECRET_ENV = "HMS_JWT_SECRET"
-# The Management Layer's extra indexes on Airflow's tables, made after each `airflow db migrate`.
-METADATA_INDEXES_MODULE = "hms_management.orchestration.metadata_indexes"
 TOKEN_TTL_SECONDS = 365 * 24 * 3600
 PASSWORDS_FILE = "passwords.json"
 

@@ -29,15 +29,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hms_deploy.setup import connections, write_private
+from hms_deploy.setup import METADATA_INDEXES_MODULE, connections, write_private
 from hms_management.orchestration.airflow_api import AUTOMATION_USER
 from hms_stack import processes
 from hms_stack import secrets as stack_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 POOLS_FILE = ROOT / "config" / "pools.json"
-# The Management Layer's extra indexes on Airflow's tables, made after each `airflow db migrate`.
-METADATA_INDEXES_MODULE = "hms_management.orchestration.metadata_indexes"
 AIRFLOW_CFG = ROOT / "airflow.cfg"
 # Airflow's processes and their arguments. The log servers are skipped: on one machine the
 # api-server reads task logs from the shared folder, and serve-logs would listen on every interface.

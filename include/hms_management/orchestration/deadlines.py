@@ -15,11 +15,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from hms_management.domain.deadlines import OVERDUE, deadline_mark
 from hms_management.domain.governance import REVIEW
 from hms_management.domain.proposal import proposal_id_of
 from hms_management.domain.services import DECISION_FEED, NOTIFICATIONS, idempotency_key
 from hms_management.domain.settings import Settings
-from hms_management.orchestration.airflow_api import AirflowRuns
+from hms_management.orchestration.airflow_api import AirflowRuns, run_state
 from hms_management.orchestration.hook import HmsHook
 
 DEADLINE = "deadline"  # the kind of an officer notification about an overdue proposal
@@ -28,12 +29,13 @@ PAGE = 1000
 
 
 def overdue(runs: AirflowRuns, config: Settings, *, now: datetime) -> dict[str, datetime]:
-    """Proposals queued or running for longer than their deadline: id → when their run was queued."""
+    """Proposals queued or running for longer than their deadline, as the desk marks them: id → when
+    their run was queued."""
     if config.proposal_deadline_seconds <= 0:
         return {}
-    limit = now - timedelta(seconds=config.proposal_deadline_seconds)
-    return {proposal_id_of(run.dag_run_id, run.conf): run.queued_at
-            for run in runs.active_runs() if run.queued_at is not None and run.queued_at <= limit}
+    return {proposal_id_of(run.dag_run_id, run.conf): run.queued_at for run in runs.active_runs()
+            if deadline_mark(run_state(run), queued_at=run.queued_at, review_deadline=None, now=now,
+                             settings=config) == OVERDUE}
 
 
 def notify_overdue(notifications: HmsHook, late: dict[str, datetime], config: Settings) -> None:
