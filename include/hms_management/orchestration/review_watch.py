@@ -113,7 +113,8 @@ def next_due(hook: HmsHook, state: WatchState, config: Settings, *, now: datetim
         oldest = hook.get(DECISION_FEED, status=REVIEW, createdAfter=cursor, limit=1)["items"]
         if oldest:
             due.append(datetime.fromisoformat(oldest[0]["created_at"]) + offset)
-    return max(min(due), now).timestamp()
+    # Never sooner than one poll from now: a reminder set longer than the review itself must not spin.
+    return max(min(due), now + timedelta(seconds=config.review_watch_poll_seconds)).timestamp()
 
 
 def parked_on(runs: AirflowRuns, proposal_id: str, decision_id: str) -> bool:
