@@ -122,9 +122,9 @@ def run_product(sizes: Sizes, results: dict[str, Any], env: dict[str, str], only
                                                                         progress=progress))
             if "parked" in only:
                 progress(f"parked: {sizes.parked} in review, then {sizes.ordinary} ordinary")
-                rate = burst.get("orchestration", {}).get("per_min")
-                attempt(results, "parked", lambda: scenarios.parked(stack, client, sizes, rate, timeout=TIMEOUT_S,
-                                                                    progress=progress))
+                reference = burst.get("orchestration")
+                attempt(results, "parked", lambda: scenarios.parked(stack, client, sizes, reference,
+                                                                    timeout=TIMEOUT_S, progress=progress))
             if "sweep_drain" in only:
                 progress(f"sweep drain: {sizes.backlog} queued in the backlog")
                 attempt(results, "sweep_drain", lambda: scenarios.sweep_drain(client, stack.hms_url, hms_token,

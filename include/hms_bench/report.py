@@ -244,6 +244,7 @@ PARKED_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "extra_mem_mb": ("extra memory", _megabytes),
     "parking_s": ("time to park (first queued → last parked run ended)", _seconds),
     "parking_per_min": ("parked per minute", _rate),
+    "parking_cpu_s_per_proposal": ("CPU-seconds per parked proposal (whole stack, while parking)", _seconds),
     "hms_per_s_idle": ("HMS requests while parked, nothing else running", _per_second),
     "hms_calls_idle": ("… counted by the backend", _calls),
     "hms_per_s_beside": ("HMS requests while the ordinary ones ran", _per_second),
@@ -251,7 +252,9 @@ PARKED_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "hms_calls_beside": ("… counted by the backend", _calls),
     "per_min": ("ordinary proposals per minute", _rate),
     "first_completion_s": ("first ordinary proposal ended after", _seconds),
-    "vs_burst": ("throughput relative to the burst", _ratio),
+    "burst_per_min_same_n": ("the burst's rate over its first as many proposals", _rate),
+    "vs_burst": ("throughput relative to the burst (same number of proposals)", _ratio),
+    "vs_whole_burst": ("… relative to the whole burst (as the previous design's 59 % was computed)", _ratio),
 }
 SWEEP_DRAIN_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "queued": ("proposals queued in the backlog", _count),

@@ -81,6 +81,7 @@ def test_parked_proposals_hold_nothing_and_sweeps_drain_the_backlog_once(quick_r
     assert (parked["parked"], parked["failed"]) == (QUICK.parked, 0)
     assert (parked["slots_held"], parked["triggers_held"]) == (0, 0)
     assert parked["gate_states"] == {"parked": QUICK.parked}  # still parked after the ordinary ones ran
+    assert parked["vs_burst"] > 0 and parked["parking_cpu_s_per_proposal"] > 0
     # The backend counted the quiet spell's requests (the review watcher's polls at least) and the
     # ordinary proposals' own calls: one policy call each.
     assert parked["hms_calls_idle"]["seconds"] >= QUICK.idle and parked["hms_calls_idle"]["calls"] > 0

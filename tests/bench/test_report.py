@@ -86,6 +86,7 @@ def full_results() -> dict[str, Any]:
                 "extra_mem_mb": 120.0,
                 "parking_s": 300.0,
                 "parking_per_min": 200.0,
+                "parking_cpu_s_per_proposal": 0.31,
                 "hms_per_s_idle": 0.517,
                 "hms_calls_idle": {"seconds": 60.0, "calls": 31, "per_s": 0.517,
                                    "by_route": {"GET /gov/decisions": 31}},
@@ -95,7 +96,9 @@ def full_results() -> dict[str, Any]:
                                      "by_route": {"GET /gov/decisions": 50, "POST /svc/policy": 200}},
                 "per_min": 110.0,
                 "first_completion_s": 5.0,
+                "burst_per_min_same_n": 125.0,
                 "vs_burst": 0.88,
+                "vs_whole_burst": 0.85,
             },
             "sweep_drain": {"queued": 5000, "runs": 5000, "duplicates": 0, "seconds": 150.0, "per_min": 2000.0},
             "max_running": {
