@@ -216,6 +216,10 @@ def _ratio(value: float) -> str:
     return f"{value:.2f} ×"
 
 
+def _split(split: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in split.items())
+
+
 def _per_second(value: float) -> str:
     return f"{value:,.2f}/s"
 
@@ -247,6 +251,7 @@ PARKED_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "parking_cpu_s_per_proposal": ("CPU-seconds per parked proposal (whole stack, while parking)", _seconds),
     "hms_per_s_idle": ("HMS requests while parked, nothing else running", _per_second),
     "hms_calls_idle": ("… counted by the backend", _calls),
+    "idle_cpu_s_by_component": ("CPU-seconds of the stack in that quiet spell, by component", _split),
     "hms_per_s_beside": ("HMS requests while the ordinary ones ran", _per_second),
     "feed_per_s_beside": ("… of which the review watcher's feed (GET /gov/decisions)", _per_second),
     "hms_calls_beside": ("… counted by the backend", _calls),

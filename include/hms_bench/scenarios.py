@@ -219,10 +219,11 @@ def parked(stack: Stack, client: StackProbe, sizes: Sizes, reference: dict[str, 
              f"+{sum(extra.values()):.0f} MB {extra}")
 
     progress(f"    {sizes.idle} s with the {len(ids)} parked and nothing else")
-    quiet = measure.HmsCalls(stack.hms_url).start()
+    quiet, quiet_cpu = measure.HmsCalls(stack.hms_url).start(), measure.Resources(roots).start()
     time.sleep(sizes.idle)
     quiet.stop()
-    progress(f"    HMS requests: {quiet.per_s():.2f}/s {quiet.by_route}")
+    quiet_cpu.stop()
+    progress(f"    HMS requests: {quiet.per_s():.2f}/s {quiet.by_route}; CPU-s {quiet_cpu.cpu_split}")
 
     beside = measure.HmsCalls(stack.hms_url).start()
     ordinary = burst(stack, client, DAG_ID, sizes.ordinary, timeout=timeout, progress=progress)
@@ -237,6 +238,7 @@ def parked(stack: Stack, client: StackProbe, sizes: Sizes, reference: dict[str, 
             "parking_cpu_s_per_proposal": round(resources.cpu_s / len(ids), 3),
             "parking_cpu_s_by_component": resources.cpu_split,
             "hms_per_s_idle": quiet.per_s(), "hms_calls_idle": quiet.as_dict(),
+            "idle_cpu_s_by_component": quiet_cpu.cpu_split,
             "hms_per_s_beside": beside.per_s(), "feed_per_s_beside": beside.per_s(f"GET {DECISION_FEED}"),
             "hms_calls_beside": beside.as_dict(),
             "per_min": ordinary["per_min"], "first_completion_s": ordinary["first_completion_s"],

@@ -90,6 +90,7 @@ def full_results() -> dict[str, Any]:
                 "hms_per_s_idle": 0.517,
                 "hms_calls_idle": {"seconds": 60.0, "calls": 31, "per_s": 0.517,
                                    "by_route": {"GET /gov/decisions": 31}},
+                "idle_cpu_s_by_component": {"scheduler": 15.5, "postgres": 4.8, "triggerer": 0.9},
                 "hms_per_s_beside": 9.25,
                 "feed_per_s_beside": 0.5,
                 "hms_calls_beside": {"seconds": 100.0, "calls": 925, "per_s": 9.25,
@@ -164,6 +165,8 @@ def test_the_parked_section_shows_the_hms_requests_the_backend_counted():
     idle = report.split("| … counted by the backend |", 1)[1].splitlines()[0]
     assert idle == " 31 in 60 s (GET /gov/decisions 31) |"
     assert row(report, "… of which the review watcher's feed (GET /gov/decisions)").endswith("| 0.50/s |")
+    assert row(report, "CPU-seconds of the stack in that quiet spell, by component").endswith(
+        "| scheduler 15.5, postgres 4.8, triggerer 0.9 |")
 
 
 def test_the_max_running_section_has_a_row_per_value_with_what_the_dag_parsed():
