@@ -264,9 +264,9 @@ def parked_count(client: AirflowClient, mark: str) -> int:
 
 
 def _release(client: AirflowClient, mark: str, states: tuple[str, ...] = ()) -> None:
-    """Delete the scenario's runs (those in `states`, when given), so that the next scenario starts
-    without them. Not marked failed: the sweep drain's sweeps would then look at each of them for
-    a re-drive."""
+    """Delete the scenario's runs (those in `states`, when given), so that the next scenarios meet a
+    DAG holding their own runs only. Not marked failed: the sweep drain's sweeps would then look at
+    each of them for a re-drive."""
     records = [r for r in measure.runs(client, DAG_ID, mark) if not states or r["state"] in states]
     client.token()
     with ThreadPoolExecutor(4) as pool:
