@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run stop status submit test test-unit mutants bench lint constraints clean
+.PHONY: install run stop status submit test test-unit mutants bench bench-max-running lint constraints clean
 
 install: $(INSTALLED)
 
@@ -54,10 +54,16 @@ test: install chromium
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
-## bench: every benchmark scenario side by side (about 25 min; QUICK=1 for a smoke run of a few
-## minutes); results, table and plots in bench-results/
+## bench: every benchmark scenario side by side (QUICK=1 for a smoke run of a few minutes, which
+## also runs max_running small); results, table and plots in bench-results/
 bench: install
 	$(PY) -m hms_bench $(if $(QUICK),--quick)
+
+## bench-max-running: a burst on a fresh stack per value of [hms_management] max_running_proposals
+## (VALUES=8,16,24,48; SIZE=500 proposals per burst); results in bench-results/max-running/
+bench-max-running: install
+	$(PY) -m hms_bench --only max_running --max-running $(or $(VALUES),8,16,24,48) --size burst=$(or $(SIZE),500) \
+	  --out bench-results/max-running
 
 ## mutants: break one promise of the README at a time and check that a test notices (not in CI; a
 ## few minutes; LIVE=1 also runs each mutant's end-to-end tests, much slower)

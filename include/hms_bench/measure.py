@@ -1,8 +1,10 @@
-"""What the benchmark measures with: Airflow's own run records, and the stack's CPU and memory.
+"""What the benchmark measures with: Airflow's own run records, the stack's CPU and memory, and
+the HMS backend's own call counters.
 
 Durations come from the records Airflow keeps (a run's queued_at, start_date, end_date), never
 from the benchmark's own polling, which only decides when to look. CPU and memory cover every
 process of the stack: PostgreSQL, the HMS backend, each Airflow component and every task process.
+Requests to the HMS services are counted by the backend as it receives them (`GET /stats`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 from hms_management.client import TERMINAL_STATES, AirflowClient
@@ -98,6 +101,27 @@ def run_to_end(client: AirflowClient, dag_id: str, run_id: str, conf: dict[str, 
         time.sleep(poll)
 
 
+def wait_for_run(client: AirflowClient, dag_id: str, run_id: str, *, timeout: float, poll: float = 0.2
+                 ) -> dict[str, Any]:
+    """The run's record once it is terminal."""
+    deadline = time.monotonic() + timeout
+    while (record := client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json())["state"] \
+            not in TERMINAL_STATES:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{run_id} was still {record['state']} after {timeout:.0f} s")
+        time.sleep(poll)
+    return record
+
+
+def wait_until_none(client: AirflowClient, dag_id: str, tag: str, states: tuple[str, ...], *,
+                    timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := count_runs(client, dag_id, tag, states)) > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{left} {dag_id} runs still {'/'.join(states)} after {timeout:.0f} s")
+        time.sleep(1.0)
+
+
 def wait_until_terminal(client: AirflowClient, dag_id: str, tag: str, total: int, *, timeout: float,
                         progress=print) -> None:
     deadline = time.monotonic() + timeout
@@ -109,6 +133,50 @@ def wait_until_terminal(client: AirflowClient, dag_id: str, tag: str, total: int
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {done} of {total} {dag_id} runs were terminal after {timeout:.0f} s")
         time.sleep(1.0)
+
+
+def latencies(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each run's own queued_at → end_date: what one proposal waited, queue included."""
+    return summary([seconds_between(r["queued_at"], r["end_date"]) for r in records])
+
+
+# -- the HMS backend's counters -------------------------------------------------------------------
+
+def hms_calls(hms_url: str) -> dict[str, int]:
+    """Calls each route of the HMS backend has received so far (`GET /stats`, no token needed)."""
+    routes = httpx.get(f"{hms_url}/stats", timeout=30).raise_for_status().json()["routes"]
+    return {route: counters["calls"] for route, counters in routes.items()}
+
+
+@dataclass
+class HmsCalls:
+    """Requests the HMS backend received between start() and stop(), per route and per second.
+    The benchmark's own reads (`GET /stats`, `GET /health`) are left out."""
+
+    hms_url: str
+    seconds: float = 0.0
+    by_route: dict[str, int] = field(default_factory=dict)
+
+    OWN = ("GET /stats", "GET /health")
+
+    def start(self) -> HmsCalls:
+        self._before, self._t0 = hms_calls(self.hms_url), time.monotonic()
+        return self
+
+    def stop(self) -> HmsCalls:
+        after = hms_calls(self.hms_url)
+        self.seconds = time.monotonic() - self._t0
+        self.by_route = {route: calls - self._before.get(route, 0) for route, calls in after.items()
+                         if route not in self.OWN and calls - self._before.get(route, 0)}
+        return self
+
+    def per_s(self, route: str | None = None) -> float:
+        calls = self.by_route.get(route, 0) if route else sum(self.by_route.values())
+        return round(calls / self.seconds, 3) if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seconds": round(self.seconds, 1), "calls": sum(self.by_route.values()), "per_s": self.per_s(),
+                "by_route": self.by_route}
 
 
 # -- the stack's processes ------------------------------------------------------------------------

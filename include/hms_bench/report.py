@@ -1,4 +1,4 @@
-"""The benchmark's report: `results.md` (targets, one table per scenario, settings) and two plots.
+"""The benchmark's report: `results.md` (targets, one table per scenario, settings) and three plots.
 
 `python -m hms_bench.report path/to/results.json` renders it again next to the JSON, so the report
 can change without running the benchmark again.
@@ -26,6 +26,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 RESULTS_MD = "results.md"
 LATENCY_PNG = "latency.png"
 BURST_PNG = "burst.png"
+MAX_RUNNING_PNG = "max_running.png"
 
 # The variants each scenario is meant to have, in the order the tables show them; a missing one
 # gets a "not run" row instead of silently disappearing.
@@ -39,14 +40,15 @@ Results = dict[str, Any]
 
 
 def render(results: Results, out_dir: Path) -> list[Path]:
-    """Write results.md, latency.png and burst.png into out_dir; return their paths."""
+    """Write results.md, latency.png, burst.png and max_running.png into out_dir; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scenarios = results.get("scenarios") or {}
     report = out_dir / RESULTS_MD
     report.write_text(markdown(results), encoding="utf-8")
     latency = plot_latency(scenarios.get("latency"), out_dir / LATENCY_PNG)
     burst = plot_burst(scenarios.get("burst"), out_dir / BURST_PNG)
-    return [report, latency, burst]
+    max_running = plot_max_running(scenarios.get("max_running"), out_dir / MAX_RUNNING_PNG)
+    return [report, latency, burst, max_running]
 
 
 # -- Markdown ---------------------------------------------------------------------------------------
@@ -55,14 +57,15 @@ def render(results: Results, out_dir: Path) -> list[Path]:
 def markdown(results: Results) -> str:
     meta = results.get("meta") or {}
     scenarios = results.get("scenarios") or {}
-    parts = ["# HMS Management Layer benchmark", _header(meta), "## Targets", _targets(results.get("targets"))]
+    parts = ["# HMS Management Layer benchmark", _header(meta), "## Targets",
+             _targets(results.get("targets"), meta.get("before"))]
     for key, (title, section) in SECTIONS.items():
         parts += [f"## {title}", _scenario_absence(scenarios.get(key)) or section(scenarios[key])]
     # Scenarios this report does not know yet still show, as plain facts.
     for key, scenario in scenarios.items():
         if key not in SECTIONS:
             parts += [f"## {key}", _scenario_absence(scenario) or _facts(scenario, {})]
-    parts += ["## Non-default Airflow settings", _settings(meta.get("settings"))]
+    parts += ["## Non-default Airflow settings", _settings(meta.get("settings"), meta.get("max_running_proposals"))]
     return "\n\n".join(parts) + "\n"
 
 
@@ -98,11 +101,13 @@ def _when(started: str | None, finished: str | None) -> str:
     return text
 
 
-def _targets(targets: list[dict[str, Any]] | None) -> str:
+def _targets(targets: list[dict[str, Any]] | None, before: str | None = None) -> str:
     if not targets:
         return "No targets recorded."
-    rows = [[t.get("name"), t.get("goal"), t.get("measured"), _mark(t.get("met"))] for t in targets]
-    return _table(["target", "goal", "measured", "met"], rows)
+    rows = [[t.get("name"), t.get("goal"), t.get("before", MISSING), t.get("measured"), _mark(t.get("met"))]
+            for t in targets]
+    table = _table(["target", "goal", "before", "measured", "met"], rows)
+    return f"{table}\n\nBefore: {before}" if before else table
 
 
 def _mark(met: bool | None) -> str:
@@ -129,28 +134,51 @@ def _latency(scenario: dict[str, Any]) -> str:
     return f"n = {scenario.get('n', MISSING)} per variant.\n\n{table}\n\n![Latency per variant]({LATENCY_PNG})"
 
 
+BURST_HEADER = ["wall time", "per minute", "first completion", "latency p50", "latency p95", "CPU per proposal",
+                "peak memory", "states", "failed"]
+
+
+def _burst_cells(run: dict[str, Any]) -> list[str]:
+    latency = run.get("latency") or {}
+    return [
+        _show(run.get("wall_s"), _seconds),
+        _show(run.get("per_min"), _rate),
+        _show(run.get("first_completion_s"), _seconds),
+        _show(latency.get("p50"), _seconds),
+        _show(latency.get("p95"), _seconds),
+        _show(run.get("cpu_s_per_proposal"), _seconds),
+        _show(run.get("peak_mem_mb"), _megabytes),
+        _show(run.get("states"), _states),
+        _show(run.get("failed"), _count),
+    ]
+
+
 def _burst(scenario: dict[str, Any]) -> str:
     rows = []
     for name, variant in _variants(scenario, BURST_VARIANTS):
         if problem := _absence(variant):
-            rows.append([name, problem, "", "", "", "", "", ""])
+            rows.append([name, problem, *[""] * len(BURST_HEADER)])
             continue
-        rows.append(
-            [
-                name,
-                variant.get("label"),
-                _show(variant.get("wall_s"), _seconds),
-                _show(variant.get("per_min"), _rate),
-                _show(variant.get("cpu_s_per_proposal"), _seconds),
-                _show(variant.get("peak_mem_mb"), _megabytes),
-                _show(variant.get("states"), _states),
-                _show(variant.get("failed"), _count),
-            ]
-        )
-    header = ["variant", "DAG", "wall time", "per minute", "CPU per proposal", "peak memory", "states", "failed"]
-    table = _table(header, rows)
-    return (f"n = {scenario.get('n', MISSING)} proposals at once.\n\n{table}\n\n{_cpu_split(scenario)}"
-            f"![Completions in the burst]({BURST_PNG})")
+        rows.append([name, variant.get("label"), *_burst_cells(variant)])
+    table = _table(["variant", "DAG", *BURST_HEADER], rows)
+    return (f"n = {scenario.get('n', MISSING)} proposals at once. First completion: the first run queued → the "
+            "first run ended; latency: each run's own queued_at → end_date (queue included).\n\n"
+            f"{table}\n\n{_cpu_split(scenario)}![Completions in the burst]({BURST_PNG})")
+
+
+def _max_running(scenario: dict[str, Any]) -> str:
+    """One burst per value of max_running_proposals, each on a fresh stack."""
+    rows = []
+    for value, run in (scenario.get("values") or {}).items():
+        if problem := _absence(run):
+            rows.append([value, problem, *[""] * len(BURST_HEADER)])
+            continue
+        rows.append([value, _show(run.get("max_active_runs"), _count), *_burst_cells(run)])
+    if not rows:
+        return "No values measured."
+    table = _table(["max_running_proposals", "DAG's max_active_runs", *BURST_HEADER], rows)
+    return (f"n = {scenario.get('n', MISSING)} proposals at once, on a fresh stack per value (three proposals "
+            f"first, to warm it).\n\n{table}\n\n![Completions per max_running_proposals]({MAX_RUNNING_PNG})")
 
 
 def _cpu_split(scenario: dict[str, Any]) -> str:
@@ -188,16 +216,50 @@ def _ratio(value: float) -> str:
     return f"{value:.2f} ×"
 
 
-# The two single-measurement scenarios: field -> (what it is, how to show it).
+def _split(split: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in split.items())
+
+
+def _per_second(value: float) -> str:
+    return f"{value:,.2f}/s"
+
+
+def _calls(window: dict[str, Any]) -> str:
+    routes = ", ".join(f"{route} {calls:,}" for route, calls in (window.get("by_route") or {}).items())
+    return f"{window.get('calls', 0):,} in {window.get('seconds', 0):.0f} s ({routes or 'none'})"
+
+
+# The single-measurement scenarios: field -> (what it is, how to show it).
+PRIORITY_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "seconds": ("the high-priority proposal: queued_at → end_date", _seconds),
+    "queued_s": ("… of which waiting to start (queued_at → start_date)", _seconds),
+    "state": ("its run's state", str),
+    "burst": ("burst it went into", _count),
+    "ended_before": ("burst proposals ended before it was submitted", _count),
+    "queued_ahead": ("burst proposals waiting to start when it was submitted", _count),
+    "burst_ended_meanwhile": ("burst proposals that ended while it ran", _count),
+}
 PARKED_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
-    "parked": ("proposals parked at the governance gate", _count),
+    "parked": ("proposals parked in review", _count),
     "ordinary": ("ordinary proposals run meanwhile", _count),
     "slots_held": ("worker slots held by parked proposals", _count),
-    "gate_states": ("governance gate states", _states),
+    "triggers_held": ("triggers held by parked proposals (deferred tasks)", _count),
+    "gate_states": ("still parked after the ordinary ones ran", _states),
     "extra_mem_mb": ("extra memory", _megabytes),
+    "parking_s": ("time to park (first queued → last parked run ended)", _seconds),
+    "parking_per_min": ("parked per minute", _rate),
+    "parking_cpu_s_per_proposal": ("CPU-seconds per parked proposal (whole stack, while parking)", _seconds),
+    "hms_per_s_idle": ("HMS requests while parked, nothing else running", _per_second),
+    "hms_calls_idle": ("… counted by the backend", _calls),
+    "idle_cpu_s_by_component": ("CPU-seconds of the stack in that quiet spell, by component", _split),
+    "hms_per_s_beside": ("HMS requests while the ordinary ones ran", _per_second),
+    "feed_per_s_beside": ("… of which the review watcher's feed (GET /gov/decisions)", _per_second),
+    "hms_calls_beside": ("… counted by the backend", _calls),
     "per_min": ("ordinary proposals per minute", _rate),
-    "vs_burst": ("throughput relative to the burst", _ratio),
-    "parking_s": ("time to park", _seconds),
+    "first_completion_s": ("first ordinary proposal ended after", _seconds),
+    "burst_per_min_same_n": ("the burst's rate over its first as many proposals", _rate),
+    "vs_burst": ("throughput relative to the burst (same number of proposals)", _ratio),
+    "vs_whole_burst": ("… relative to the whole burst (as the previous design's 59 % was computed)", _ratio),
 }
 SWEEP_DRAIN_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "queued": ("proposals queued in the backlog", _count),
@@ -219,18 +281,23 @@ def _facts(scenario: dict[str, Any], fields: dict[str, tuple[str, Callable[[Any]
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "latency": ("Latency", _latency),
     "burst": ("Burst", _burst),
+    "priority": ("A high-priority proposal into a burst", lambda s: _facts(s, PRIORITY_FIELDS)),
     "parked": ("Parked proposals", lambda s: _facts(s, PARKED_FIELDS)),
     "sweep_drain": ("Backlog sweep drain", lambda s: _facts(s, SWEEP_DRAIN_FIELDS)),
+    "max_running": ("Running proposals at once (`max_running_proposals`)", _max_running),
 }
 
 
-def _settings(settings: dict[str, dict[str, str]] | None) -> str:
+def _settings(settings: dict[str, dict[str, str]] | None, max_running: int | None = None) -> str:
     product = (settings or {}).get("orchestration") or {}
     naive = (settings or {}).get("naive") or {}
     if not product and not naive:
         return "Not recorded."
     rows = [[f"`{key}`", product.get(key, "default"), naive.get(key, "default")] for key in sorted({*product, *naive})]
-    return _table(["setting", "product (orchestration)", "naive baseline"], rows)
+    table = _table(["setting", "product (orchestration)", "naive baseline"], rows)
+    if max_running is not None:
+        table += f"\n\nThe proposal DAG's `max_active_runs` as the stack parsed it: {max_running}."
+    return table
 
 
 def _scenario_absence(scenario: dict[str, Any] | None) -> str | None:
@@ -317,20 +384,33 @@ def plot_latency(scenario: dict[str, Any] | None, path: Path) -> Path:
 
 def plot_burst(scenario: dict[str, Any] | None, path: Path) -> Path:
     """Cumulative terminal proposals against seconds since the burst started, one line per variant."""
+    runs = [(name, v) for name, v in _variants(scenario, BURST_VARIANTS) if v and v.get("completions")]
+    return _plot_completions(runs, scenario, path, "Completions in the burst")
+
+
+def plot_max_running(scenario: dict[str, Any] | None, path: Path) -> Path:
+    """The same, one line per value of max_running_proposals."""
+    runs = [(f"max_running_proposals {value}", v) for value, v in ((scenario or {}).get("values") or {}).items()
+            if v and v.get("completions")]
+    return _plot_completions(runs, scenario, path, "Completions per max_running_proposals")
+
+
+def _plot_completions(runs: list[tuple[str, dict[str, Any]]], scenario: dict[str, Any] | None, path: Path,
+                      title: str) -> Path:
     fig = _figure()
     ax = fig.add_subplot()
-    variants = [(name, v) for name, v in _variants(scenario, BURST_VARIANTS) if v and v.get("completions")]
-    if not variants:
-        return _placeholder(fig, ax, "Burst", scenario, path)
-    for name, variant in variants:
-        times = sorted(variant["completions"])
-        rate = f": {variant['per_min']:.0f} per minute" if variant.get("per_min") is not None else ""
-        ax.step([0, *times], range(len(times) + 1), where="post", label=f"{name}{rate}")
+    if not runs:
+        return _placeholder(fig, ax, title, scenario, path)
+    for name, run in runs:
+        times = sorted(run["completions"])
+        rate = f": {run['per_min']:.0f} per minute" if run.get("per_min") is not None else ""
+        first = f", first after {times[0]:.0f} s"
+        ax.step([0, *times], range(len(times) + 1), where="post", label=f"{name}{rate}{first}")
     if (n := scenario.get("n")) is not None:
         ax.axhline(n, linestyle=":", color="grey", label=f"n = {n}")
     ax.set_xlabel("seconds since the burst started")
     ax.set_ylabel("terminal proposals")
-    ax.set_title("Completions in the burst")
+    ax.set_title(title)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 
 from hms_bench import measure
-from hms_management.client import AirflowClient
+from hms_management.client import TERMINAL_STATES, AirflowClient
 from hms_management.domain.proposal import DAG_ID, run_id_for
+from hms_management.domain.services import DECISION_FEED
 from hms_management.domain.steps import RECORD_AUDIT
 from hms_management.sweep.plan import SWEEP_DAG_ID
 from hms_stack.probe import StackProbe
@@ -25,6 +26,8 @@ from hms_stack.stack import Stack
 RULE = {"optimise": "FOIA backlog", "max_days": 20}
 # Governance sends high-impact proposals to a human reviewer (include/hms_backend/governance.py).
 IN_REVIEW = {"impact": "high"}
+# Dated ahead of the queue of runs waiting to start by the admission check (domain/priority.py).
+HIGH_PRIORITY = {"priority": "high"}
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,16 @@ class Sizes:
     # The naive baseline runs ~40 proposals a minute here: 500 would take the whole benchmark's
     # 20-minute budget on their own. Its rate is measured on 100 (README "Performance").
     naive_burst: int = 100
+    # The high-priority proposal goes into a burst of `burst` once this many of it have ended.
+    priority_after: int = 50
     parked: int = 1000
     ordinary: int = 200
+    # Seconds of quiet with the parked proposals and nothing else, counting the HMS requests.
+    idle: int = 60
     backlog: int = 5000
 
 
-QUICK = Sizes(latency=4, burst=20, naive_burst=10, parked=20, ordinary=10, backlog=60)
+QUICK = Sizes(latency=4, burst=20, naive_burst=10, priority_after=5, parked=20, ordinary=10, idle=10, backlog=60)
 
 
 def tag(scenario: str) -> str:
@@ -94,11 +101,21 @@ def direct(hms_url: str, hms_token: str, n: int, progress=print) -> dict[str, An
     return {"label": "direct HTTP calls (no orchestrator)", **measure.summary(durations)}
 
 
+def warm_up(client: AirflowClient, n: int = 3) -> None:
+    """A few proposals one after another on a fresh stack, so that a measure starts as warm as it
+    would after the latency scenario."""
+    mark = tag("warm-up")
+    for i in range(n):
+        proposal_id = f"{mark}-{i}"
+        measure.run_to_end(client, DAG_ID, run_id_for(proposal_id), proposal(proposal_id), poll=0.2)
+
+
 # -- burst ------------------------------------------------------------------------------------------
 
 def burst(stack: Stack, client: AirflowClient, dag_id: str, n: int, *, timeout: float,
           progress=print) -> dict[str, Any]:
-    """n proposals at once: throughput until all are terminal, CPU per proposal, peak memory."""
+    """n proposals at once: throughput until all are terminal, first completion, each proposal's
+    latency, CPU per proposal, peak memory."""
     mark = tag(f"burst-{dag_id}")
     ids = [f"{mark}-{i:04d}" for i in range(n)]
     resources = measure.Resources(measure.stack_roots(stack)).start()
@@ -106,60 +123,139 @@ def burst(stack: Stack, client: AirflowClient, dag_id: str, n: int, *, timeout: 
     progress(f"    {n} triggered")
     measure.wait_until_terminal(client, dag_id, mark, n, timeout=timeout, progress=progress)
     resources.stop()
-    return {"label": dag_id, **throughput(measure.runs(client, dag_id, mark)),
+    result = throughput(measure.runs(client, dag_id, mark))
+    progress(f"    first completion {result['first_completion_s']:.1f} s, {result['per_min']:.1f}/min, "
+             f"latency p50 {result['latency']['p50']:.1f} s, p95 {result['latency']['p95']:.1f} s")
+    return {"label": dag_id, **result,
             "cpu_s_per_proposal": round(resources.cpu_s / n, 3), "cpu_s_by_component": resources.cpu_split,
             "peak_mem_mb": round(resources.peak_mb, 1), "start_mem_mb": round(resources.start_mb, 1)}
 
 
 def throughput(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """From Airflow's records: first queued → last terminal, and when each run ended."""
+    """From Airflow's records: first queued → last terminal, first queued → first terminal (the
+    first completion), each run's own queued_at → end_date, and when each run ended."""
     first = min(r["queued_at"] for r in records)
     ends = sorted(measure.seconds_between(first, r["end_date"]) for r in records)
     states: dict[str, int] = {}
     for r in records:
         states[r["state"]] = states.get(r["state"], 0) + 1
-    return {"wall_s": round(ends[-1], 2), "per_min": round(len(records) / ends[-1] * 60, 1), "states": states,
+    latency = measure.latencies(records)
+    return {"wall_s": round(ends[-1], 2), "per_min": round(len(records) / ends[-1] * 60, 1),
+            "first_completion_s": round(ends[0], 2),
+            "latency": {k: latency[k] for k in ("p50", "p95", "mean")}, "states": states,
             "failed": len(records) - states.get("success", 0), "completions": [round(e, 2) for e in ends]}
+
+
+# -- a high-priority proposal into a burst --------------------------------------------------------
+
+def priority(client: AirflowClient, sizes: Sizes, *, timeout: float, progress=print) -> dict[str, Any]:
+    """A burst of `sizes.burst`; once `sizes.priority_after` of it have ended, one `priority: high`
+    proposal, submitted through the REST API like any agent's. Its queued_at → end_date is the
+    measure. Then the burst runs still waiting are deleted (the burst scenario measures a whole
+    burst) and those at work are let finish, so the next scenario starts on a quiet stack."""
+    mark = tag("priority")
+    ids = [f"{mark}-{i:04d}" for i in range(sizes.burst)]
+    measure.trigger_all(client, DAG_ID, {run_id_for(pid): proposal(pid) for pid in ids})
+    progress(f"    {len(ids)} triggered; waiting for {sizes.priority_after} to end")
+    deadline = time.monotonic() + timeout
+    while (ended := measure.count_runs(client, DAG_ID, mark, TERMINAL_STATES)) < sizes.priority_after:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {ended} of the burst ended in {timeout:.0f} s")
+        time.sleep(0.5)
+    waiting = measure.count_runs(client, DAG_ID, mark, ("queued",))
+    urgent = f"{mark}-high"
+    measure.trigger_all(client, DAG_ID, {run_id_for(urgent): proposal(urgent, **HIGH_PRIORITY)}, threads=1)
+    record = measure.wait_for_run(client, DAG_ID, run_id_for(urgent), timeout=timeout)
+    ended_meanwhile = measure.count_runs(client, DAG_ID, mark, TERMINAL_STATES) - 1 - ended
+    _release(client, mark, states=("queued",))
+    measure.wait_until_none(client, DAG_ID, mark, ("running",), timeout=timeout)
+    seconds = measure.seconds_between(record["queued_at"], record["end_date"])
+    progress(f"    the high-priority proposal: {seconds:.1f} s, ahead of {waiting} queued")
+    return {"burst": len(ids), "ended_before": ended, "queued_ahead": waiting, "state": record["state"],
+            "seconds": round(seconds, 2),
+            "queued_s": round(measure.seconds_between(record["queued_at"], record["start_date"]), 2),
+            "burst_ended_meanwhile": ended_meanwhile}
 
 
 # -- parked -----------------------------------------------------------------------------------------
 
-def parked(stack: Stack, client: StackProbe, sizes: Sizes, burst_per_min: float | None, *, timeout: float,
+def parked(stack: Stack, client: StackProbe, sizes: Sizes, reference: dict[str, Any] | None, *, timeout: float,
            progress=print) -> dict[str, Any]:
-    """Proposals held in governance review, then ordinary ones beside them."""
+    """Proposals held in governance review (parked: their runs end), a quiet spell with them and
+    nothing else, then ordinary proposals beside them; the HMS requests counted in both spells.
+
+    The ordinary proposals' throughput is set against the burst's (`reference`) over the same
+    number of proposals: the burst's first `sizes.ordinary` completions. A whole burst of 500
+    spreads its fixed start (first completion) over more proposals than 200 do, which alone would
+    make the ordinary ones look slower."""
     mark = tag("parked")
     roots = measure.stack_roots(stack)
     before = measure.pss_by_component(roots)
     ids = [f"{mark}-{i:04d}" for i in range(sizes.parked)]
     resources = measure.Resources(roots).start()
-    started = time.monotonic()
     measure.trigger_all(client, DAG_ID, {run_id_for(pid): proposal(pid, **IN_REVIEW) for pid in ids})
+    progress(f"    {len(ids)} triggered")
     deadline = time.monotonic() + timeout
+    said = time.monotonic()
     while (waiting := parked_count(client, mark)) < len(ids):
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {waiting} of {len(ids)} proposals reached review in {timeout:.0f} s")
+        if time.monotonic() - said > 15:
+            progress(f"    {waiting}/{len(ids)} parked")
+            said = time.monotonic()
         time.sleep(2)
-    parking_s = time.monotonic() - started
     resources.stop()
+    # From Airflow's records: the first parked run queued → the last parked run ended.
+    records = measure.runs(client, DAG_ID, mark)
+    parking_s = max(measure.seconds_between(min(r["queued_at"] for r in records), r["end_date"]) for r in records)
     # Let the last task processes exit before counting what the parked proposals hold.
     time.sleep(20)
     held = measure.count_task_instances(client, DAG_ID, ("running", "queued", "scheduled"), tag=mark)
+    deferred = measure.count_task_instances(client, DAG_ID, ("deferred",), tag=mark)
     gate_pool = client.pool("hms_governance")
     after = measure.pss_by_component(roots)
     extra = {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
-    progress(f"    {len(ids)} parked in {parking_s:.0f} s; slots held {held}; +{sum(extra.values()):.0f} MB {extra}")
+    progress(f"    {len(ids)} parked in {parking_s:.0f} s; slots held {held}, triggers {deferred}; "
+             f"+{sum(extra.values()):.0f} MB {extra}")
 
+    progress(f"    {sizes.idle} s with the {len(ids)} parked and nothing else")
+    quiet, quiet_cpu = measure.HmsCalls(stack.hms_url).start(), measure.Resources(roots).start()
+    time.sleep(sizes.idle)
+    quiet.stop()
+    quiet_cpu.stop()
+    progress(f"    HMS requests: {quiet.per_s():.2f}/s {quiet.by_route}; CPU-s {quiet_cpu.cpu_split}")
+
+    beside = measure.HmsCalls(stack.hms_url).start()
     ordinary = burst(stack, client, DAG_ID, sizes.ordinary, timeout=timeout, progress=progress)
+    beside.stop()
     still_parked = parked_count(client, mark)
     _release(client, mark)
-    return {"parked": len(ids), "ordinary": sizes.ordinary, "slots_held": held,
+    return {"parked": len(ids), "ordinary": sizes.ordinary, "slots_held": held, "triggers_held": deferred,
             "gate_pool": {k: gate_pool.get(k) for k in ("running_slots", "queued_slots", "deferred_slots")},
             "gate_states": {"parked": still_parked},
             "extra_mem_mb": round(sum(extra.values()), 1), "extra_mem_mb_by_component": extra,
-            "parking_s": round(parking_s, 1),
+            "parking_s": round(parking_s, 1), "parking_per_min": round(len(ids) / parking_s * 60, 1),
+            "parking_cpu_s_per_proposal": round(resources.cpu_s / len(ids), 3),
             "parking_cpu_s_by_component": resources.cpu_split,
-            "per_min": ordinary["per_min"], "failed": ordinary["failed"],
-            "vs_burst": round(ordinary["per_min"] / burst_per_min, 3) if burst_per_min else None}
+            "hms_per_s_idle": quiet.per_s(), "hms_calls_idle": quiet.as_dict(),
+            "idle_cpu_s_by_component": quiet_cpu.cpu_split,
+            "hms_per_s_beside": beside.per_s(), "feed_per_s_beside": beside.per_s(f"GET {DECISION_FEED}"),
+            "hms_calls_beside": beside.as_dict(),
+            "per_min": ordinary["per_min"], "first_completion_s": ordinary["first_completion_s"],
+            "failed": ordinary["failed"],
+            **relative_throughput(ordinary, reference)}
+
+
+def relative_throughput(ordinary: dict[str, Any], burst: dict[str, Any] | None) -> dict[str, Any]:
+    """The ordinary proposals' rate against the burst's, over as many proposals (and against the
+    whole burst, as the previous design's figure was computed)."""
+    completions = (burst or {}).get("completions") or []
+    n = len(ordinary["completions"])
+    if len(completions) < n or not completions[n - 1]:
+        return {"burst_per_min_same_n": None, "vs_burst": None, "vs_whole_burst": None}
+    same_n = n / completions[n - 1] * 60
+    return {"burst_per_min_same_n": round(same_n, 1), "vs_burst": round(ordinary["per_min"] / same_n, 3),
+            "vs_whole_burst": round(ordinary["per_min"] / burst["per_min"], 3)}
 
 
 def parked_count(client: AirflowClient, mark: str) -> int:
@@ -167,10 +263,11 @@ def parked_count(client: AirflowClient, mark: str) -> int:
     return measure.count_task_instances(client, DAG_ID, ("skipped",), RECORD_AUDIT, mark)
 
 
-def _release(client: AirflowClient, mark: str) -> None:
-    """Delete the parked runs, so that their polling stops before the next scenario. Not marked
-    failed: the sweep drain's sweeps would then look at each of them for a re-drive."""
-    records = measure.runs(client, DAG_ID, mark)
+def _release(client: AirflowClient, mark: str, states: tuple[str, ...] = ()) -> None:
+    """Delete the scenario's runs (those in `states`, when given), so that the next scenarios meet a
+    DAG holding their own runs only. Not marked failed: the sweep drain's sweeps would then look at
+    each of them for a re-drive."""
+    records = [r for r in measure.runs(client, DAG_ID, mark) if not states or r["state"] in states]
     client.token()
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda r: client.request("DELETE", f"/api/v2/dags/{DAG_ID}/dagRuns/{r['dag_run_id']}"),

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hms_bench.report import BURST_PNG, LATENCY_PNG, RESULTS_MD
+from hms_bench.__main__ import QUICK_MAX_RUNNING_VALUES
+from hms_bench.report import BURST_PNG, LATENCY_PNG, MAX_RUNNING_PNG, RESULTS_MD
 from hms_bench.scenarios import QUICK
 
 pytestmark = pytest.mark.e2e
@@ -29,11 +30,13 @@ def quick_run(tmp_path_factory) -> tuple[dict, Path, str]:
 def test_every_scenario_reports_without_error(quick_run):
     results, _, _ = quick_run
     scenarios = results["scenarios"]
-    assert set(scenarios) == {"latency", "burst", "parked", "sweep_drain"}
+    assert set(scenarios) == {"latency", "burst", "priority", "parked", "sweep_drain", "max_running"}
     assert set(scenarios["latency"]["variants"]) == {"direct", "orchestration", "floor", "naive"}
     assert set(scenarios["burst"]["variants"]) == {"orchestration", "naive"}
-    parts = [scenarios["parked"], scenarios["sweep_drain"], *scenarios["latency"]["variants"].values(),
-             *scenarios["burst"]["variants"].values()]
+    assert set(scenarios["max_running"]["values"]) == {str(v) for v in QUICK_MAX_RUNNING_VALUES}
+    parts = [scenarios["priority"], scenarios["parked"], scenarios["sweep_drain"],
+             *scenarios["latency"]["variants"].values(), *scenarios["burst"]["variants"].values(),
+             *scenarios["max_running"]["values"].values()]
     assert [part["error"] for part in parts if "error" in part] == []
 
 
@@ -45,30 +48,55 @@ def test_latency_has_one_duration_per_proposal_and_ordered_percentiles(quick_run
 
 
 def test_every_burst_proposal_succeeds_and_resources_are_accounted(quick_run):
-    burst = quick_run[0]["scenarios"]["burst"]["variants"]
-    for name, n in (("orchestration", QUICK.burst), ("naive", QUICK.naive_burst)):
-        assert burst[name]["states"] == {"success": n}
-        assert burst[name]["failed"] == 0
-        assert len(burst[name]["completions"]) == n
-        assert burst[name]["cpu_s_per_proposal"] > 0 and burst[name]["peak_mem_mb"] > 0
-        assert {"api-server", "scheduler", "task processes", "postgres"} <= set(burst[name]["cpu_s_by_component"])
+    scenarios = quick_run[0]["scenarios"]
+    bursts = [(scenarios["burst"]["variants"]["orchestration"], QUICK.burst),
+              (scenarios["burst"]["variants"]["naive"], QUICK.naive_burst),
+              *((run, QUICK.burst) for run in scenarios["max_running"]["values"].values())]
+    for burst, n in bursts:
+        assert burst["states"] == {"success": n}
+        assert burst["failed"] == 0
+        assert len(burst["completions"]) == n
+        assert 0 < burst["first_completion_s"] == burst["completions"][0] <= burst["wall_s"]
+        assert 0 < burst["latency"]["p50"] <= burst["latency"]["p95"] <= burst["wall_s"]
+        assert burst["cpu_s_per_proposal"] > 0 and burst["peak_mem_mb"] > 0
+        assert {"api-server", "scheduler", "task processes", "postgres"} <= set(burst["cpu_s_by_component"])
 
 
-def test_parked_proposals_hold_no_worker_slot_and_sweeps_drain_the_backlog_once(quick_run):
+def test_the_max_running_setting_reaches_the_dag_of_each_stack(quick_run):
+    results = quick_run[0]
+    for value, run in results["scenarios"]["max_running"]["values"].items():
+        assert run["max_active_runs"] == int(value)
+    assert results["meta"]["max_running_proposals"] == 24  # airflow.cfg's, on the main stack
+
+
+def test_the_high_priority_proposal_succeeds_inside_the_burst(quick_run):
+    priority = quick_run[0]["scenarios"]["priority"]
+    assert (priority["burst"], priority["state"]) == (QUICK.burst, "success")
+    assert priority["ended_before"] >= QUICK.priority_after
+    assert 0 <= priority["queued_s"] <= priority["seconds"]
+
+
+def test_parked_proposals_hold_nothing_and_sweeps_drain_the_backlog_once(quick_run):
     parked, drain = quick_run[0]["scenarios"]["parked"], quick_run[0]["scenarios"]["sweep_drain"]
-    assert (parked["parked"], parked["slots_held"], parked["failed"]) == (QUICK.parked, 0, 0)
+    assert (parked["parked"], parked["failed"]) == (QUICK.parked, 0)
+    assert (parked["slots_held"], parked["triggers_held"]) == (0, 0)
     assert parked["gate_states"] == {"parked": QUICK.parked}  # still parked after the ordinary ones ran
+    assert parked["vs_burst"] > 0 and parked["parking_cpu_s_per_proposal"] > 0
+    # The backend counted the quiet spell's requests (the review watcher's polls at least) and the
+    # ordinary proposals' own calls: one policy call each.
+    assert parked["hms_calls_idle"]["seconds"] >= QUICK.idle and parked["hms_calls_idle"]["calls"] > 0
+    assert parked["hms_calls_beside"]["by_route"]["POST /svc/policy"] == QUICK.ordinary
     assert (drain["queued"], drain["runs"]) == (QUICK.backlog, QUICK.backlog)
     assert (drain["duplicates"], drain["pending_left"]) == (0, 0)
 
 
 def test_targets_are_judged_and_the_report_and_plots_are_written(quick_run):
     results, out, stdout = quick_run
-    assert len(results["targets"]) == 10
-    assert all(isinstance(t["met"], bool) and t["measured"] for t in results["targets"])
+    assert len(results["targets"]) == 14
+    assert all(isinstance(t["met"], bool) and t["measured"] and t["before"] for t in results["targets"])
     assert results["meta"]["versions"]["apache-airflow"] == "3.3.2"
     report = (out / RESULTS_MD).read_text()
     assert "## Targets" in report and "naive_proposal" in report
-    for png in (LATENCY_PNG, BURST_PNG):
+    for png in (LATENCY_PNG, BURST_PNG, MAX_RUNNING_PNG):
         assert (out / png).read_bytes().startswith(PNG_MAGIC)
     assert "latency: proposal_orchestration" in stdout  # progress is printed as it goes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hms_bench.report import BURST_PNG, LATENCY_PNG, RESULTS_MD, main, markdown, render
+from hms_bench.report import BURST_PNG, LATENCY_PNG, MAX_RUNNING_PNG, RESULTS_MD, main, markdown, render
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 P50 = {"orchestration": 2.1, "floor": 1.4, "naive": 3.7, "direct": 0.05}
@@ -16,12 +16,14 @@ def latency_variant(label: str, p50: float) -> dict[str, Any]:
     return {"label": label, "durations": durations, "p50": p50, "p95": p50 * 1.2, "mean": p50 * 1.01}
 
 
-def burst_variant(label: str, per_min: float) -> dict[str, Any]:
-    completions = [i * 60 / per_min for i in range(1, 501)]
+def burst_variant(label: str, per_min: float, first_completion_s: float = 4.5) -> dict[str, Any]:
+    completions = [first_completion_s + i * 60 / per_min for i in range(500)]
     return {
         "label": label,
         "wall_s": completions[-1],
         "per_min": per_min,
+        "first_completion_s": first_completion_s,
+        "latency": {"p50": 12.5, "p95": 21.25, "mean": 13.0},
         "cpu_s_per_proposal": 0.8,
         "peak_mem_mb": 2100.0,
         "states": {"success": 500},
@@ -30,12 +32,18 @@ def burst_variant(label: str, per_min: float) -> dict[str, Any]:
     }
 
 
+# max_running_proposals → (per minute, first completion); the DAG's max_active_runs as parsed.
+MAX_RUNNING = {"8": (118.0, 3.25), "24": (131.0, 6.75), "48": (126.0, 17.5)}
+
+
 def full_results() -> dict[str, Any]:
     return {
         "meta": {
             "started": "2026-11-27T13:00:00+00:00",
             "finished": "2026-11-27T13:40:00+00:00",
             "quick": False,
+            "before": "the previous design, make bench of commit bbc421f",
+            "max_running_proposals": 24,
             "machine": {"cpus": 2, "memory_gib": 23.4, "python": "3.11.9", "platform": "Linux-6.8-x86_64"},
             "versions": {"apache-airflow": "3.3.2", "apache-airflow-providers-http": "6.3.0", "commit": "abc1234"},
             "settings": {
@@ -44,8 +52,9 @@ def full_results() -> dict[str, Any]:
             },
         },
         "targets": [
-            {"name": "p50 latency", "goal": "≤ 2.5 s", "measured": "2.10 s", "met": True},
-            {"name": "burst throughput", "goal": "≥ 150 per minute", "measured": "125 per minute", "met": False},
+            {"name": "p50 latency", "goal": "≤ 1.2 s", "before": "1.16–1.34 s", "measured": "1.10 s", "met": True},
+            {"name": "burst throughput", "goal": "≥ 130/min", "before": "103–110/min", "measured": "125/min",
+             "met": False},
         ],
         "scenarios": {
             "latency": {
@@ -59,17 +68,46 @@ def full_results() -> dict[str, Any]:
                     "naive": burst_variant("naive_orchestration", 60.0),
                 },
             },
+            "priority": {
+                "burst": 500,
+                "ended_before": 52,
+                "queued_ahead": 424,
+                "state": "success",
+                "seconds": 7.75,
+                "queued_s": 1.5,
+                "burst_ended_meanwhile": 17,
+            },
             "parked": {
                 "parked": 1000,
                 "ordinary": 200,
                 "slots_held": 0,
-                "gate_states": {"deferred": 1000},
+                "triggers_held": 0,
+                "gate_states": {"parked": 1000},
                 "extra_mem_mb": 120.0,
-                "per_min": 110.0,
-                "vs_burst": 0.88,
                 "parking_s": 300.0,
+                "parking_per_min": 200.0,
+                "parking_cpu_s_per_proposal": 0.31,
+                "hms_per_s_idle": 0.517,
+                "hms_calls_idle": {"seconds": 60.0, "calls": 31, "per_s": 0.517,
+                                   "by_route": {"GET /gov/decisions": 31}},
+                "idle_cpu_s_by_component": {"scheduler": 15.5, "postgres": 4.8, "triggerer": 0.9},
+                "hms_per_s_beside": 9.25,
+                "feed_per_s_beside": 0.5,
+                "hms_calls_beside": {"seconds": 100.0, "calls": 925, "per_s": 9.25,
+                                     "by_route": {"GET /gov/decisions": 50, "POST /svc/policy": 200}},
+                "per_min": 110.0,
+                "first_completion_s": 5.0,
+                "burst_per_min_same_n": 125.0,
+                "vs_burst": 0.88,
+                "vs_whole_burst": 0.85,
             },
             "sweep_drain": {"queued": 5000, "runs": 5000, "duplicates": 0, "seconds": 150.0, "per_min": 2000.0},
+            "max_running": {
+                "n": 500,
+                "values": {value: {"max_active_runs": int(value),
+                                   **burst_variant("proposal_orchestration", per_min, first)}
+                           for value, (per_min, first) in MAX_RUNNING.items()},
+            },
         },
     }
 
@@ -78,10 +116,10 @@ def row(report: str, first_cell: str) -> str:
     return next(line for line in report.splitlines() if line.startswith(f"| {first_cell} |"))
 
 
-def test_a_full_run_renders_the_report_and_both_plots_into_the_folder(tmp_path):
+def test_a_full_run_renders_the_report_and_every_plot_into_the_folder(tmp_path):
     written = render(full_results(), tmp_path / "bench")
 
-    assert [p.name for p in written] == [RESULTS_MD, LATENCY_PNG, BURST_PNG]
+    assert [p.name for p in written] == [RESULTS_MD, LATENCY_PNG, BURST_PNG, MAX_RUNNING_PNG]
     assert all(p.parent == tmp_path / "bench" for p in written)
     for plot in written[1:]:
         assert plot.read_bytes().startswith(PNG_MAGIC)
@@ -95,11 +133,52 @@ def test_the_report_shows_each_latency_variants_p50():
         assert f"{p50:.2f} s" in row(report, variant)
 
 
-def test_the_report_marks_targets_met_and_missed():
+def test_the_report_marks_targets_met_and_missed_beside_the_previous_designs_figure():
     report = markdown(full_results())
 
-    assert row(report, "p50 latency").endswith("| ✅ |")
-    assert row(report, "burst throughput").endswith("| ❌ |")
+    assert row(report, "p50 latency") == "| p50 latency | ≤ 1.2 s | 1.16–1.34 s | 1.10 s | ✅ |"
+    assert row(report, "burst throughput").endswith("| 103–110/min | 125/min | ❌ |")
+    assert "Before: the previous design, make bench of commit bbc421f" in report
+
+
+def test_the_burst_row_shows_first_completion_and_each_proposals_latency():
+    burst = markdown(full_results()).split("## Burst", 1)[1]
+
+    cells = row(burst, "orchestration").split(" | ")
+
+    # wall time (4.5 s + 499 completions 0.48 s apart), per minute, first completion, latency p50, p95
+    assert cells[2:7] == ["244 s", "125.0", "4.50 s", "12.50 s", "21.25 s"]
+
+
+def test_the_priority_section_shows_the_high_priority_proposals_time_and_the_queue_it_jumped():
+    report = markdown(full_results())
+
+    assert row(report, "the high-priority proposal: queued_at → end_date") == (
+        "| the high-priority proposal: queued_at → end_date | 7.75 s |")
+    assert row(report, "burst proposals waiting to start when it was submitted").endswith("| 424 |")
+
+
+def test_the_parked_section_shows_the_hms_requests_the_backend_counted():
+    report = markdown(full_results())
+
+    assert row(report, "HMS requests while parked, nothing else running").endswith("| 0.52/s |")
+    idle = report.split("| … counted by the backend |", 1)[1].splitlines()[0]
+    assert idle == " 31 in 60 s (GET /gov/decisions 31) |"
+    assert row(report, "… of which the review watcher's feed (GET /gov/decisions)").endswith("| 0.50/s |")
+    assert row(report, "CPU-seconds of the stack in that quiet spell, by component").endswith(
+        "| scheduler 15.5, postgres 4.8, triggerer 0.9 |")
+
+
+def test_the_max_running_section_has_a_row_per_value_with_what_the_dag_parsed():
+    report = markdown(full_results())
+    section = report.split("## Running proposals at once", 1)[1]
+
+    for value, (per_min, first) in MAX_RUNNING.items():
+        cells = row(section, value).split(" | ")
+        assert cells[1] == value  # the DAG's max_active_runs
+        assert cells[3:5] == [f"{per_min:.1f}", f"{first:.2f} s"]
+    assert f"]({MAX_RUNNING_PNG})" in report
+    assert "`max_active_runs` as the stack parsed it: 24" in report
 
 
 def test_the_report_says_when_where_and_on_what_it_ran_and_links_the_plots():
@@ -131,7 +210,8 @@ def test_missing_and_failed_scenarios_still_render_and_say_so(tmp_path):
     report = written[0].read_text(encoding="utf-8")
     assert "quick run" in report
     assert "the stack did not start | port 8080 in use" in report
-    for title in ("## Latency", "## Parked proposals", "## Backlog sweep drain"):
+    for title in ("## Latency", "## A high-priority proposal into a burst", "## Parked proposals",
+                  "## Backlog sweep drain", "## Running proposals at once (`max_running_proposals`)"):
         assert report.split(title, 1)[1].lstrip().startswith("Not run.")
     # The plots are still written (replacing any from an earlier run) and say why they are empty.
     assert all(p.exists() and p.read_bytes().startswith(PNG_MAGIC) for p in written[1:])
@@ -155,7 +235,7 @@ def test_an_empty_results_dict_still_renders(tmp_path):
 
     report = written[0].read_text(encoding="utf-8")
     assert "No targets recorded." in report
-    assert report.count("Not run.") == 4
+    assert report.count("Not run.") == 6
 
 
 def test_the_command_line_renders_again_next_to_the_json(tmp_path, capsys):
@@ -165,6 +245,6 @@ def test_the_command_line_renders_again_next_to_the_json(tmp_path, capsys):
 
     assert main([str(results_json)]) == 0
 
-    for name in (RESULTS_MD, LATENCY_PNG, BURST_PNG):
+    for name in (RESULTS_MD, LATENCY_PNG, BURST_PNG, MAX_RUNNING_PNG):
         assert (results_json.parent / name).exists()
     assert RESULTS_MD in capsys.readouterr().out
