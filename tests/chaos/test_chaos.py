@@ -1,9 +1,10 @@
 """Chaos: a supervised stack (`python -m hms_stack run`) loses a part of itself in the middle of a
 burst, one case at a time, and every proposal still ends right with each side effect exactly once.
 
-Each case sends a burst of 100 proposals (10 sent to human review, 10 on a Saturday: denied), waits
-until a third of them have ended, SIGKILLs what the case names, and then checks, from what the
-reference backend stored durably (not its in-memory counters, which restart with it):
+Each case sends a burst of 100 proposals (10 sent to human review, 10 on a Saturday: denied): 90 at
+once, and once a third have ended, SIGKILLs what the case names and sends the last 10 into the
+outage. Then it checks, from what the reference backend stored durably (not its in-memory counters,
+which restart with it):
 - every proposal ends with its right outcome (the ten in review are decided by the reviewer once
   parked: five approved, five denied);
 - each side effect exactly once: one policy version and one notification per completed proposal,
@@ -45,6 +46,7 @@ BURST = 100
 IN_REVIEW = range(0, BURST, 10)  # every tenth: impact high, human review
 WEEKEND = range(5, BURST, 10)  # every tenth, offset by five: a Saturday, denied
 KILL_AFTER = BURST // 3  # proposals ended before the kill: "in the middle of the burst"
+SENT_AT_THE_KILL = 10  # the last ten are submitted the moment the kill is done
 CASE_TIMEOUT = 900.0
 RESULTS = Path(__file__).resolve().parents[2] / "chaos-results.json"
 RULE = {"queue": "foia", "strategy": "oldest-first"}
@@ -182,13 +184,16 @@ def run_case(stack: Stack, name: str, kill: Callable[[], Callable[[], bool]]) ->
     prefix = f"chaos-{name}-{uuid.uuid4().hex[:4]}"
     expected = expected_outcomes(prefix)
     sends: dict[str, int] = {}
+    ids = list(expected)
     with ThreadPoolExecutor(4) as submitters:
-        futures = {pid: submitters.submit(stack.submit, pid) for pid in expected}
+        futures = {pid: submitters.submit(stack.submit, pid) for pid in ids[:-SENT_AT_THE_KILL]}
         wait_for(lambda: sum(s in ("completed", "denied", "failed", "review_timeout", "awaiting_governance")
                              for s in stack.statuses(prefix).values()) >= KILL_AFTER, CASE_TIMEOUT,
                  f"{name}: a third of the burst never ended", poll=1)
         killed_at = time.monotonic()
         back = kill()
+        # The rest are sent into the outage: refused or lost while the api-server is down, resent.
+        futures |= {pid: submitters.submit(stack.submit, pid) for pid in ids[-SENT_AT_THE_KILL:]}
         wait_for(back, 300, f"{name}: what was killed did not come back", poll=0.5)
         recovered_s = time.monotonic() - killed_at
         sends = {pid: future.result() for pid, future in futures.items()}
