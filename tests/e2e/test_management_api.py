@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import httpx
 import pytest
 
 from hms_management.client import AirflowClient, ManagementClient
-from hms_management.domain.proposal import run_id_for
+from hms_management.domain.proposal import DAG_ID, run_id_for
+from tests.stack.launcher import wait_for
 
 RULE = {"queue": "foia", "strategy": "oldest-first"}
 
@@ -277,3 +279,26 @@ def test_waiting_is_capped(management, proposal_id):
     time.sleep(0.5)
     with pytest.raises(Exception, match="404"):
         management.status(proposal_id)
+
+
+def test_wait_on_a_run_deleted_meanwhile_answers_404(management, stack, proposal_id):
+    # In review, the run has ended (Airflow lets an admin delete it) while the proposal has not: a wait
+    # on it is under way when the run goes.
+    management.submit({"id": proposal_id, "rule": RULE, "impact": "high"})
+    wait_for(lambda: management.status(proposal_id)["status"] == "awaiting_governance", 60, "never parked")
+    answers: list[httpx.Response] = []
+    waiter = threading.Thread(target=lambda: answers.append(
+        management._airflow.request("GET", f"/management/proposals/{proposal_id}", params={"wait": 60})))
+    waiter.start()
+    time.sleep(2)  # the wait is under way (had the delete come first, the answer would be a 404 too)
+
+    admin = AirflowClient(stack.api_url, "admin", stack.credentials()["airflow"]["admin"])
+    try:
+        deleted = admin.request("DELETE", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id_for(proposal_id)}")
+    finally:
+        admin.close()
+    assert deleted.status_code == 204, deleted.text
+    waiter.join(timeout=90)
+
+    assert answers[0].status_code == 404, answers[0].text
+    assert proposal_id in answers[0].json()["detail"]
