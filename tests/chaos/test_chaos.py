@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -246,8 +247,9 @@ def check(stack: Stack, prefix: str, expected: dict[str, str], name: str) -> dic
 # -- the stack and the cases ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def launcher() -> Iterator[Launcher]:
+def launcher(request: pytest.FixtureRequest) -> Iterator[Launcher]:
     folder = Path(tempfile.mkdtemp(prefix="hms-chaos-"))
+    failed_before = request.session.testsfailed
     env = {"AIRFLOW__HMS_MANAGEMENT__BACKLOG_SWEEP_SCHEDULE": "none",  # the test sweeps itself
            "AIRFLOW__HMS_MANAGEMENT__REVIEW_WATCH_POLL_SECONDS": "1"}
     launcher = Launcher(folder, env=env).start()
@@ -255,7 +257,10 @@ def launcher() -> Iterator[Launcher]:
         yield launcher.wait_ready()
     finally:
         launcher.finish()
-        shutil.rmtree(folder, ignore_errors=True)
+        if request.session.testsfailed > failed_before:  # the logs, for the post-mortem
+            print(f"kept for the post-mortem: {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
