@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +80,14 @@ def analyst(stack: Stack) -> Iterator[ManagementClient]:
     """The /management API as an analyst (role viewer) calls it."""
     with ManagementClient(stack.api_url, "analyst", stack.credentials()["airflow"]["analyst"]) as client:
         yield client
+
+
+def wait_for_status(client: ManagementClient, proposal_id: str, status: str, timeout: float = 120) -> dict:
+    """The proposal's status once it is `status`, as /management reports it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = client.status(proposal_id)
+        if current["status"] == status:
+            return current
+        assert time.monotonic() < deadline, f"{proposal_id} is {current['status']}, not {status}, after {timeout} s"
+        time.sleep(0.3)

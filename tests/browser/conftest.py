@@ -9,7 +9,6 @@ refreshes the README's pictures).
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -144,13 +143,3 @@ def tag() -> str:
 def reviewer_api(stack: Stack) -> Iterator[ManagementClient]:
     with ManagementClient(stack.api_url, "reviewer", stack.credentials()["airflow"]["reviewer"]) as client:
         yield client
-
-
-def wait_for_status(client: ManagementClient, proposal_id: str, status: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        current = client.status(proposal_id)
-        if current["status"] == status:
-            return current
-        assert time.monotonic() < deadline, f"{proposal_id} is {current['status']}, not {status}, after {timeout} s"
-        time.sleep(0.3)

@@ -12,7 +12,8 @@ from playwright.sync_api import Page, expect
 
 from hms_management.client import ManagementClient
 from hms_management.domain.proposal import DAG_ID, run_id_for
-from tests.browser.conftest import desk, run_tab, wait_for_status
+from tests.browser.conftest import desk, run_tab
+from tests.live_stack import wait_for_status
 
 # What people see for each status: its name, and its colour (Okabe–Ito, told apart with colour-blindness).
 LOOKS = {

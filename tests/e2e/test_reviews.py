@@ -16,7 +16,7 @@ import pytest
 from hms_management.client import ManagementClient
 from hms_management.domain.proposal import DAG_ID, run_id_for
 from hms_stack.stack import Stack
-from tests.live_stack import REVIEW_TIMEOUT_SECONDS
+from tests.live_stack import REVIEW_TIMEOUT_SECONDS, wait_for_status
 
 RULE = {"queue": "foia", "strategy": "oldest-first"}
 
@@ -25,16 +25,6 @@ RULE = {"queue": "foia", "strategy": "oldest-first"}
 def reviewer(stack: Stack):
     with ManagementClient(stack.api_url, "reviewer", stack.credentials()["airflow"]["reviewer"]) as client:
         yield client
-
-
-def wait_for_status(management: ManagementClient, proposal_id: str, status: str, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        current = management.status(proposal_id)
-        if current["status"] == status:
-            return current
-        assert time.monotonic() < deadline, f"{proposal_id} is {current['status']}, not {status}, after {timeout} s"
-        time.sleep(0.5)
 
 
 def parked(management: ManagementClient, proposal_id: str, **fields) -> dict:
