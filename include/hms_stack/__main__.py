@@ -77,7 +77,7 @@ def run(stack: Stack) -> int:
         return 1
     console.say(
         f"\nHMS Management Layer is running.\n"
-        f"  Airflow UI and REST API  {stack.api_url}   (user admin; agent and analyst too)\n"
+        f"  Airflow UI and REST API  {stack.api_url}   (users admin, agent, analyst, reviewer)\n"
         f"  HMS reference backend    {stack.hms_url}\n"
         f"  credentials              {stack.state / 'credentials.json'}\n"
         f"  logs                     {stack.log_dir}\n\n"
