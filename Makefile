@@ -52,7 +52,7 @@ submit: install
 test: install chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 ## bench: every benchmark scenario side by side (QUICK=1 for a smoke run of a few minutes, which
 ## also runs max_running small); results, table and plots in bench-results/

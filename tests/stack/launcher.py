@@ -295,7 +295,12 @@ class Proposals:
         def done() -> bool:
             return all(self.status(pid).get("status") == "completed" for pid in proposal_ids)
 
-        wait_for(done, timeout, f"proposals {proposal_ids} did not all complete", poll=1.0)
+        try:
+            wait_for(done, timeout, f"proposals {proposal_ids} did not all complete", poll=1.0)
+        except TimeoutError as error:  # say where each one stands
+            where = {pid: (answer["status"], [(step["task_id"], step.get("state")) for step in answer["steps"]])
+                     for pid in proposal_ids for answer in [self.status(pid)]}
+            raise TimeoutError(f"{error}: {where}") from None
 
     def close(self) -> None:
         self.api.close()

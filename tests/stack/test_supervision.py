@@ -80,6 +80,27 @@ def test_a_killed_scheduler_is_restarted_with_one_set_of_workers_and_proposals_c
           f"{workers} LocalExecutor workers, all children of the new scheduler {new_pid}")
 
 
+def test_a_task_the_killed_scheduler_had_queued_is_started_by_the_new_one(launcher, proposals):
+    """A task queued by a scheduler that died is owned by a dead scheduler job: only the new
+    scheduler's check for orphans hands it on ([scheduler] orphaned_tasks_check_interval).
+    Its workers are stopped (SIGSTOP) so that the task provably stays queued until the kill."""
+    (proposal_id,) = proposal_ids("queued-at-the-kill", 1)
+    old_pid = launcher.pid("scheduler")
+    workers = [proc for proc in stack_processes(launcher.state)["scheduler"] if proc.ppid() == old_pid]
+    for worker in workers:
+        worker.suspend()
+    proposals.submit(proposal_id)
+    queued = wait_for(lambda: [step["task_id"] for step in proposals.status(proposal_id).get("steps", [])
+                               if step.get("state") == "queued"], 120, "no step of the proposal was queued")
+
+    os.kill(old_pid, signal.SIGKILL)
+    restarted(launcher, "scheduler", old_pid)
+    proposals.wait_completed([proposal_id])
+
+    assert still_running(workers) == []
+    print(f"{queued} queued when the scheduler was killed; completed under the new one")
+
+
 @pytest.mark.parametrize("component", ["triggerer", "api-server", "dag-processor"])
 def test_a_killed_component_is_restarted_and_nothing_of_the_dead_one_is_left(launcher, component):
     old_pid = launcher.pid(component)

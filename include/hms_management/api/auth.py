@@ -12,6 +12,7 @@ from typing import Any
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from jwt import InvalidTokenError
 from starlette.requests import HTTPConnection
 
 from hms_management.domain.proposal import DAG_ID
@@ -32,8 +33,10 @@ async def user_of(connection: HTTPConnection) -> Any | None:
         return None
     try:
         return await get_auth_manager().get_user_from_token(token)
-    except Exception:  # jwt's InvalidTokenError and its kin: not a user
+    except InvalidTokenError:  # bad, expired or revoked: not a user
         return None
+    # Anything else (the database did not answer the revoked-token look-up) is the server's fault
+    # and propagates as a 5xx: a 401 would send the caller to log in again for nothing.
 
 
 def may(user: Any, method: str) -> bool:
