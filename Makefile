@@ -61,8 +61,10 @@ bench: install
 
 ## bench-max-running: a burst on a fresh stack per value of [hms_management] max_running_proposals
 ## (VALUES=8,16,24,48; SIZE=500 proposals per burst); results in bench-results/max-running/
+# (The values sit in a variable: in $(or …) each comma would start another argument.)
+MAX_RUNNING_VALUES := 8,16,24,48
 bench-max-running: install
-	$(PY) -m hms_bench --only max_running --max-running $(or $(VALUES),8,16,24,48) --size burst=$(or $(SIZE),500) \
+	$(PY) -m hms_bench --only max_running --max-running $(or $(VALUES),$(MAX_RUNNING_VALUES)) --size burst=$(or $(SIZE),500) \
 	  --out bench-results/max-running
 
 ## mutants: break one promise of the README at a time and check that a test notices (not in CI; a

@@ -4,7 +4,7 @@ list and count them, the reviews awaiting a decision.
 A proposal's status comes from what its workflow recorded — the run's state, the outcome the audit
 step returned, the decision the gate kept (`domain.outcome.proposal_status`) — never from its run
 note. Lists compute the same status in SQL, so filters and counts agree with a single proposal's
-view; two indexes of our own (`orchestration.metadata_indexes`) keep them fast with 100,000
+view; indexes of our own (`orchestration.metadata_indexes`) keep them fast with 100,000
 proposals. Each function opens one short session; async callers run them in a thread.
 """
 
@@ -166,6 +166,7 @@ class Filters:
             clauses.append(or_(DagRun.conf["submitted_by"].as_string() == self.submitter,
                                DagRun.triggering_user_name == self.submitter))
         if self.text:
+            # Both expressions are in the trigram index hms_dag_run_proposal_text (metadata_indexes).
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             clauses.append(or_(DagRun.run_id.ilike(pattern, escape="\\"),
                                DagRun.conf["title"].as_string().ilike(pattern, escape="\\")))
