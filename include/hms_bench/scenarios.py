@@ -46,7 +46,8 @@ class Sizes:
     backlog: int = 5000
 
 
-QUICK = Sizes(latency=4, burst=20, naive_burst=10, priority_after=5, parked=20, ordinary=10, idle=10, backlog=60)
+# The smoke run of `make test`: every scenario once, each as small as still says something.
+QUICK = Sizes(latency=3, burst=12, naive_burst=6, priority_after=4, parked=10, ordinary=6, idle=5, backlog=30)
 
 
 def tag(scenario: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hms_backend.auth import mint_token
-from hms_deploy.setup import METADATA_INDEXES_MODULE, USERS, connections, write_private
+from hms_deploy.setup import DATABASE_SETUP_MODULE, USERS, connections, write_private
 from hms_management.orchestration.airflow_api import AUTOMATION_USER
 
 SECRET_ENV = "HMS_JWT_SECRET"
@@ -57,18 +57,11 @@ class ContainerSetup:
 
     def set_up(self) -> None:
         self.write_users()
-        self._airflow("db", "migrate")
-        self._run(sys.executable, "-m", METADATA_INDEXES_MODULE)
-        self._airflow("pools", "import", str(self.pools_file))
         # The plain connections file lives in this container's private temporary folder for the
         # moment of the import: the token is stored encrypted in the database only.
         with tempfile.TemporaryDirectory() as private:
             path = write_private(Path(private) / "connections.json", self.connections())
-            self._airflow("connections", "import", "--overwrite", str(path))
-
-    @classmethod
-    def _airflow(cls, *args: str) -> None:
-        cls._run("airflow", *args)
+            self._run(sys.executable, "-m", DATABASE_SETUP_MODULE, str(self.pools_file), str(path))
 
     @staticmethod
     def _run(*cmd: str) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 from hms_management.domain.services import SERVICES, auth_header
 from hms_management.orchestration.airflow_api import AIRFLOW_API_CONN_ID, AUTOMATION_USER
 
-# The Management Layer's extra indexes on Airflow's tables, made after each `airflow db migrate`.
-METADATA_INDEXES_MODULE = "hms_management.orchestration.metadata_indexes"
+# Migrates the metadata database, makes the Management Layer's indexes, imports pools and connections.
+DATABASE_SETUP_MODULE = "hms_deploy.database"
 
 # Airflow user → role (SimpleAuthManager; airflow.cfg's simple_auth_manager_users says the same).
 # reviewer decides reviews ([hms_management] reviewers); backlog_sweeper is the Management Layer's

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hms_deploy.setup import METADATA_INDEXES_MODULE, connections, write_private
+from hms_deploy.setup import DATABASE_SETUP_MODULE, connections, write_private
 from hms_management.orchestration.airflow_api import AUTOMATION_USER
 from hms_stack import processes
 from hms_stack import secrets as stack_secrets
@@ -214,12 +214,12 @@ class Stack:
             env = self.airflow_env(self.db_uri, secret)
             self._write_state_file()
             log("migrating the metadata database, importing pools and connections …")
-            self._airflow(env, "db", "migrate")
-            self._run(env, "metadata-indexes", [sys.executable, "-m", METADATA_INDEXES_MODULE])
-            self._airflow(env, "pools", "import", str(POOLS_FILE))
             connections = self._write_connections(hms_token)
-            self._airflow(env, "connections", "import", "--overwrite", str(connections))
-            connections.unlink()  # the token now lives encrypted in the database only
+            try:
+                self._run(env, "metadata-database", [sys.executable, "-m", DATABASE_SETUP_MODULE, str(POOLS_FILE),
+                                                     str(connections)])
+            finally:
+                connections.unlink()  # the token lives encrypted in the database only
             log(f"starting the HMS backend and Airflow ({', '.join(self.components())}) …")
             self._spawn("hms-backend", [sys.executable, "-m", "hms_backend", "serve", "--host", "127.0.0.1",
                                         "--port", str(self.hms_port), "--data-dir", str(self.state / "hms"),
@@ -460,9 +460,6 @@ class Stack:
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         PostgresServer._instances.pop(self.pgdata.resolve(), None)
-
-    def _airflow(self, env: dict[str, str], *args: str) -> None:
-        self._run(env, "airflow-" + "-".join(args[:2]), ["airflow", *args])
 
     def _run(self, env: dict[str, str], name: str, cmd: list[str]) -> None:
         """A set-up command, its output in its own log; a failure names the command and the log."""

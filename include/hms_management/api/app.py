@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
@@ -27,6 +26,7 @@ from hms_management.api.auth import may, user_of
 from hms_management.api.docs import add_docs
 from hms_management.api.proposals import Filters, ProposalConflict, ProposalView
 from hms_management.api.reviews import ReviewRefused, decide
+from hms_management.api.share import in_agents_share
 from hms_management.domain.outcome import STATUSES
 from hms_management.domain.proposal import (
     DAG_ID,
@@ -199,7 +199,7 @@ async def _wait_until_terminal(proposal_id: str, seconds: float) -> ProposalView
     """The proposal once it ends, or as it stands when time runs out; None if its run is deleted."""
     deadline, pause = time.monotonic() + seconds, FIRST_LOOK_AFTER
     while True:
-        run = await run_in_threadpool(proposal_runs.get, proposal_id)
+        run = await in_agents_share(proposal_runs.get, proposal_id)
         remaining = deadline - time.monotonic()
         if run is None or run.terminal or remaining <= 0:
             return run
@@ -243,7 +243,7 @@ async def submit_proposal(request: Request, user: Caller, wait: WaitParam = 0) -
     except InvalidProposal as err:
         return JSONResponse(refusal(err.errors), 400)
     try:
-        run, started = await run_in_threadpool(proposal_runs.start, proposal, user.get_name())
+        run, started = await in_agents_share(proposal_runs.start, proposal, user.get_name())
     except ProposalConflict:
         return JSONResponse({"detail": f"proposal {proposal.id!r} was already submitted with different content; "
                                        "use a new id for a new proposal", "run_id": proposal.run_id}, 409)
@@ -265,7 +265,7 @@ ProposalId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, d
 @app.get("/proposals/{proposal_id}", dependencies=[_authorized("GET")], response_model=ProposalStatus,
          summary="A proposal's status, steps and governance decision", responses={404: {"description": "Unknown id"}})
 async def proposal_status(proposal_id: ProposalId, wait: WaitParam = 0) -> JSONResponse:
-    run = await run_in_threadpool(proposal_runs.get, proposal_id)
+    run = await in_agents_share(proposal_runs.get, proposal_id)
     if run is not None and wait > 0:
         run = await _wait_until_terminal(proposal_id, wait)
     if run is None:
@@ -296,7 +296,7 @@ async def list_proposals(
     except ValueError as err:
         return JSONResponse({"detail": f"cursor: {err}"}, 400)
     filters = Filters(status=status, submitter=submitter, text=text)
-    runs, next_cursor = await run_in_threadpool(proposal_runs.list_page, filters, limit, cursor)
+    runs, next_cursor = await in_agents_share(proposal_runs.list_page, filters, limit, cursor)
     page = {"items": [_status(run, details=False) for run in runs]}
     if next_cursor:
         page["next_cursor"] = next_cursor
@@ -305,7 +305,7 @@ async def list_proposals(
 
 @app.get("/counts", dependencies=[_authorized("GET")], summary="How many proposals are in each status")
 async def count_proposals(submitter: SubmitterParam = None, text: TextParam = None) -> JSONResponse:
-    counts = await run_in_threadpool(proposal_runs.counts, Filters(submitter=submitter, text=text))
+    counts = await in_agents_share(proposal_runs.counts, Filters(submitter=submitter, text=text))
     return JSONResponse({"counts": counts, "total": sum(counts.values())}, 200)
 
 
@@ -345,7 +345,7 @@ async def decide_review(proposal_id: ProposalId, request: Request, user: Caller)
         return JSONResponse(refusal([{"field": ".".join(map(str, e["loc"])) or "(body)", "reason": e["msg"]}
                                      for e in err.errors(include_url=False)]), 400)
     try:
-        view, decision = await run_in_threadpool(decide, proposal_id, approved=body.approved, reason=body.reason,
+        view, decision = await in_agents_share(decide, proposal_id, approved=body.approved, reason=body.reason,
                                                  reviewer=user.get_name())
     except ReviewRefused as err:
         return JSONResponse({"detail": str(err)}, err.status)
