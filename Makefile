@@ -117,7 +117,7 @@ redis-server:
 
 ## test-chaos: a supervised stack loses a part of itself in the middle of a burst, one case at a time
 ## (scheduler, triggerer, api-server, dag-processor, HMS backend, PostgreSQL, all at once), and a load
-## of 2,000 requests from 50 clients; figures in chaos-results.json (about 20 min)
+## of 2,000 requests from 50 clients; figures in chaos-results.json (about 15 min)
 test-chaos: install
 	HMS_CHAOS=1 $(PY) -m pytest tests/chaos -rP
 
