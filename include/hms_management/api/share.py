@@ -1,10 +1,11 @@
 """The agents' share of the api-server: `/management`'s database work runs in a thread budget of its own.
 
-The api-server serves `/management` and the Airflow UI from one process. Left on the thread pool
-they share, fifty agents polling and submitting take every thread and the database pool, and an
-analyst's runs list waits behind them for seconds. With a budget of its own
-(`[hms_management] management_concurrency`), the crowd queues here, awaiting, holding no thread;
-the UI's requests never queue behind it.
+The api-server serves `/management` and the Airflow UI from one process. On the thread pool they
+share, fifty agents polling and submitting can hold every thread, and the UI's requests wait for one.
+With a budget of its own (`[hms_management] management_concurrency`), the crowd queues here,
+awaiting, holding no thread and at most that many database connections. Measured (README
+"Reliability"): an analyst's runs list under 2,000 agents' requests, p95 4.8 s → 2.9 s; the rest
+of its wait is the one api-server process itself.
 """
 
 from __future__ import annotations
