@@ -104,7 +104,7 @@ clean:
 E2E ?= tests/e2e/test_proposal_orchestration.py
 test-distributed: install redis-server
 	HMS_STACK=distributed $(PY) -m pytest $(E2E)
-	HMS_STACK=distributed $(PY) -m pytest tests/distributed tests/stack/test_distributed_supervision.py -rP
+	HMS_STACK=distributed $(PY) -m pytest tests/distributed tests/stack/test_distributed_supervision.py -rP --durations=5
 
 ## run-distributed: `make run` on CeleryExecutor, with Redis and two Celery workers (`make stop` stops it)
 run-distributed: install redis-server
@@ -119,7 +119,7 @@ redis-server:
 ## (scheduler, triggerer, api-server, dag-processor, HMS backend, PostgreSQL, all at once), and a load
 ## of 2,000 requests from 50 clients; figures in chaos-results.json (about 15 min)
 test-chaos: install
-	HMS_CHAOS=1 $(PY) -m pytest tests/chaos -rP
+	HMS_CHAOS=1 $(PY) -m pytest tests/chaos -rP --durations=10
 
 ## chromium: Debian's Chromium, the browser of the desk's browser tests (tests/browser), installed when
 ## missing; Playwright drives it (its own browser download is not reachable here)

@@ -105,14 +105,14 @@ def belongs(pid: int, state: Path, component: str) -> bool:
 
 def end(procs: Iterable[psutil.Process], grace: float = STOP_GRACE_SECONDS) -> None:
     """SIGTERM every process, SIGKILL those still there after `grace` seconds (idle LocalExecutor
-    workers at once); returns when all are gone."""
+    workers at once); returns when all have exited."""
     alive = list(procs)
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             proc.terminate()
     deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
-        _, alive = psutil.wait_procs(alive, timeout=0.2)
+        alive = _still_running(alive)
         for proc in alive:
             if _idle_local_worker(proc):
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
@@ -120,7 +120,21 @@ def end(procs: Iterable[psutil.Process], grace: float = STOP_GRACE_SECONDS) -> N
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             proc.kill()
-    psutil.wait_procs(alive, timeout=5)
+    deadline = time.monotonic() + 5
+    while alive and time.monotonic() < deadline:
+        alive = _still_running(alive)
+
+
+def _still_running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of `procs` that have not exited after a short wait. A zombie has exited: an orphan's
+    is PID 1's to reap, and a container's PID 1 may never do it (psutil would wait on it forever)."""
+    _, alive = psutil.wait_procs(procs, timeout=0.2)
+    running = []
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                running.append(proc)
+    return running
 
 
 def _idle_local_worker(proc: psutil.Process) -> bool:

@@ -428,26 +428,34 @@ class Stack:
         return f"postgresql+psycopg2://postgres@/airflow?host={info.socket_dir}"
 
     def _forget_dead_postmaster(self) -> bool:
-        """Remove a postmaster.pid whose server is gone; whether it did. A postmaster SIGKILLed with
-        its launcher (a power cut) is re-parented to PID 1 and stays a zombie until PID 1 reaps it,
-        which a container's PID 1 may never do: PostgreSQL, pg_ctl and the wheel all take a zombie
-        for a live server (kill(pid, 0) succeeds), refuse to start and wait a minute to stop it."""
+        """Remove the lock files of a server that is gone; whether there were any. A postmaster
+        SIGKILLed with its launcher (a power cut) is re-parented to PID 1 and stays a zombie until
+        PID 1 reaps it, which a container's PID 1 may never do: PostgreSQL, pg_ctl and the wheel
+        all take a zombie for a live server (kill(pid, 0) succeeds) and refuse to start. Both files
+        name it: postmaster.pid in the data directory and the socket's `.s.PGSQL.<port>.lock` (the
+        socket lives in the data directory too); each is read alike and both must go."""
         import psutil
 
-        lock = self.pgdata / "postmaster.pid"
-        try:
-            pid = int(lock.read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
+        locks = [self.pgdata / "postmaster.pid", *self.pgdata.glob(".s.PGSQL.*.lock")]
+        named = {}
+        for lock in locks:
+            try:
+                named[lock] = int(lock.read_text().split("\n", 1)[0])
+            except (OSError, ValueError):
+                continue
+        if not named:
             return False
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() != psutil.STATUS_ZOMBIE and Path(proc.cwd()) == self.pgdata.resolve():
+        for pid in set(named.values()):
+            try:
+                proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE and Path(proc.cwd()) == self.pgdata.resolve():
+                    return False
+            except psutil.NoSuchProcess:
+                pass
+            except psutil.AccessDenied:  # not ours to judge: taken as live
                 return False
-        except psutil.NoSuchProcess:
-            pass
-        except psutil.AccessDenied:  # not ours to judge: taken as live
-            return False
-        lock.unlink(missing_ok=True)
+        for lock in named:
+            lock.unlink(missing_ok=True)
         return True
 
     def _stop_postgres(self) -> None:

@@ -61,3 +61,28 @@ def test_a_lock_whose_pid_was_reused_by_another_program_is_removed(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_sockets_lock_naming_a_zombie_goes_too(tmp_path):
+    # PostgreSQL also locks its socket, in the data directory here; it names the dead server alike
+    # and refuses to start while it is there ("Is another postmaster (PID …) using socket file").
+    child = subprocess.Popen(["true"])
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.01)
+    stack = lock_naming(tmp_path, child.pid)
+    (stack.pgdata / ".s.PGSQL.5432.lock").write_text(f"{child.pid}\n{stack.pgdata}\n")
+
+    assert stack._forget_dead_postmaster()
+    assert list(stack.pgdata.iterdir()) == []
+    child.wait()
+
+
+def test_the_sockets_lock_alone_is_removed_when_its_server_is_gone(tmp_path):
+    child = subprocess.Popen(["true"])
+    child.wait()
+    stack = Stack(tmp_path / ".state")
+    stack.pgdata.mkdir(parents=True)
+    (stack.pgdata / ".s.PGSQL.5432.lock").write_text(f"{child.pid}\n{stack.pgdata}\n")
+
+    assert stack._forget_dead_postmaster()
+    assert not (stack.pgdata / ".s.PGSQL.5432.lock").exists()
