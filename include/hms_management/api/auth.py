@@ -7,15 +7,21 @@ Airflow's auth manager, so the same token works everywhere and the same roles ap
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import Any
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from anyio import CapacityLimiter, to_thread
 from jwt import InvalidTokenError
 from starlette.requests import HTTPConnection
 
 from hms_management.domain.proposal import DAG_ID
+
+# Token checks at once, each holding a database connection for its look-up.
+TOKEN_CHECKS = 2
 
 
 def token_of(connection: HTTPConnection) -> str | None:
@@ -32,11 +38,25 @@ async def user_of(connection: HTTPConnection) -> Any | None:
     if not token:
         return None
     try:
-        return await get_auth_manager().get_user_from_token(token)
+        return await to_thread.run_sync(_user_from_token, token, limiter=_token_checks())
     except InvalidTokenError:  # bad, expired or revoked: not a user
         return None
     # Anything else (the database did not answer the revoked-token look-up) is the server's fault
     # and propagates as a 5xx: a 401 would send the caller to log in again for nothing.
+
+
+def _user_from_token(token: str) -> Any:
+    """Airflow's check, in a worker thread with an event loop of its own. Airflow 3.3.2's
+    `get_user_from_token` is async but looks the token up among the revoked ones with a blocking
+    query (`RevokedToken.is_revoked`): awaited on the api-server's loop, it stalls every request
+    of the process, the UI's included, for the length of that query. Under fifty agents that was
+    a quarter of the loop's time (py-spy, README "Reliability")."""
+    return asyncio.run(get_auth_manager().get_user_from_token(token))
+
+
+@functools.cache
+def _token_checks() -> CapacityLimiter:
+    return CapacityLimiter(TOKEN_CHECKS)
 
 
 def may(user: Any, method: str) -> bool:
