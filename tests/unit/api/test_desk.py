@@ -21,7 +21,7 @@ def test_durations_read_as_people_say_them(seconds, said):
 
 def parked(*, submitted_by: str = "hms-a2a", triggered_by: str = "agent", deadline_in: float = 600) -> ProposalView:
     return ProposalView(
-        id="p-1", run_id="proposal__p-1", status="awaiting_governance", run_state="success", note=None,
+        id="p-1", run_id="proposal__p-1", status="awaiting_governance", run_state="success",
         queued_at=NOW, start_date=NOW, end_date=NOW, conf={"id": "p-1", "submitted_by": submitted_by},
         triggered_by=triggered_by,
         decision={"status": "review", "decision_id": "d-1",
