@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
-from anyio import CapacityLimiter, to_thread
 from jwt import InvalidTokenError
 from starlette.requests import HTTPConnection
 
@@ -22,6 +23,7 @@ from hms_management.domain.proposal import DAG_ID
 
 # Token checks at once, each holding a database connection for its look-up.
 TOKEN_CHECKS = 2
+_checker_thread = threading.local()
 
 
 def token_of(connection: HTTPConnection) -> str | None:
@@ -38,7 +40,7 @@ async def user_of(connection: HTTPConnection) -> Any | None:
     if not token:
         return None
     try:
-        return await to_thread.run_sync(_user_from_token, token, limiter=_token_checks())
+        return await asyncio.wrap_future(_token_checkers().submit(_user_from_token, token))
     except InvalidTokenError:  # bad, expired or revoked: not a user
         return None
     # Anything else (the database did not answer the revoked-token look-up) is the server's fault
@@ -46,17 +48,23 @@ async def user_of(connection: HTTPConnection) -> Any | None:
 
 
 def _user_from_token(token: str) -> Any:
-    """Airflow's check, in a worker thread with an event loop of its own. Airflow 3.3.2's
-    `get_user_from_token` is async but looks the token up among the revoked ones with a blocking
-    query (`RevokedToken.is_revoked`): awaited on the api-server's loop, it stalls every request
-    of the process, the UI's included, for the length of that query. Under fifty agents that was
-    a quarter of the loop's time (py-spy, README "Reliability")."""
-    return asyncio.run(get_auth_manager().get_user_from_token(token))
+    """Airflow's check, in a thread of `_token_checkers` on that thread's own event loop.
+    Airflow 3.3.2's `get_user_from_token` is async but looks the token up among the revoked ones
+    with a blocking query (`RevokedToken.is_revoked`): awaited on the api-server's loop, it stalls
+    every request of the process, the UI's included, for the length of that query. Under fifty
+    agents that was a quarter of the loop's time (py-spy, README "Reliability")."""
+    return _checker_thread.loop.run_until_complete(get_auth_manager().get_user_from_token(token))
 
 
 @functools.cache
-def _token_checks() -> CapacityLimiter:
-    return CapacityLimiter(TOKEN_CHECKS)
+def _token_checkers() -> ThreadPoolExecutor:
+    # Threads and loops that live as long as the server: a new loop per check (asyncio.run) was
+    # a quarter of the check's time under load (py-spy).
+    return ThreadPoolExecutor(TOKEN_CHECKS, thread_name_prefix="token-check", initializer=_own_loop)
+
+
+def _own_loop() -> None:
+    _checker_thread.loop = asyncio.new_event_loop()
 
 
 def may(user: Any, method: str) -> bool:
