@@ -54,8 +54,8 @@ from hms_management.orchestration.run_records import (
 SUCCESS = DagRunState.SUCCESS.value  # a run that ended green: completed, denied, timed out, or parked
 UNMAPPED = -1  # the map index of a task that is not mapped: all of the proposal DAG's
 # A view reads the run's own columns only: a relationship read would be one more query per run (a
-# page of 50 read each run's note, 51 queries, until the note left the view); raised, not run.
-ONE_QUERY = raiseload("*")
+# page of 50 read each run's note, 51 queries, until the note left the view); it raises instead.
+COLUMNS_ONLY = raiseload("*")
 NOT_GREEN = tuple(state.value for state in DagRunState if state != DagRunState.SUCCESS)  # few: by index
 
 
@@ -141,7 +141,7 @@ def start(proposal: Proposal, user_name: str, *, now: datetime | None = None) ->
 
 def get(proposal_id: str) -> ProposalView | None:
     with create_session(scoped=False) as session:
-        run = session.scalar(select(DagRun).options(ONE_QUERY)
+        run = session.scalar(select(DagRun).options(COLUMNS_ONLY)
                              .where(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id_for(proposal_id)))
         if run is None:
             return None
@@ -187,7 +187,7 @@ def list_page(filters: Filters, limit: int, cursor: str | None, *,
     columns = _Columns()
     order = DagRun.id.asc() if oldest_first else DagRun.id.desc()
     query = (columns.select(DagRun, as_object(columns.audit.value), as_object(columns.gate.value))
-             .options(ONE_QUERY).where(*filters.where(columns)).order_by(order).limit(limit + 1))
+             .options(COLUMNS_ONLY).where(*filters.where(columns)).order_by(order).limit(limit + 1))
     if cursor is not None:
         after = decode_cursor(cursor)
         query = query.where(DagRun.id > after if oldest_first else DagRun.id < after)
