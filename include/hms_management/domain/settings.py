@@ -32,10 +32,10 @@ class Settings:
     proposal_deadline_seconds: float = 3600.0
     # How long an HMS call may take before it counts as unanswered (transient: retried, same key).
     request_timeout_seconds: float = 10.0
-    # Most /management requests doing database work in the api-server at once; more wait their turn
-    # (awaiting, holding no thread). The Airflow UI is served by the same process: a crowd of agents
-    # queues here instead of in the thread pool the analysts' pages need.
-    management_concurrency: int = 4
+    # Most /management requests doing database work at once in each api-server process; more wait
+    # their turn (awaiting, holding no thread). The Airflow UI is served by the same processes: a
+    # crowd of agents queues here instead of taking the UI's turns at the CPU.
+    management_concurrency: int = 1
     # Users who may decide reviews (comma-separated Airflow user names); never a proposal's submitter.
     reviewers: str = "reviewer"
     # Most proposal runs running at once: more wait queued, in submission order (priority: high
