@@ -2,20 +2,24 @@
 
 Faults make the next calls of a route slow, answer them with anything (an error, or a 200 whose
 body no HMS service would send), or hold the real answer after the handler applied its side effect,
-as a network that loses answers would. Stats count per route the calls, the side effects really
-applied, the faults that answered instead of the handler and the most calls in flight at once. The
-latter proves a concurrency budget from the outside: if Airflow's pool allows 4, max_in_flight never
-exceeds 4.
+as a network that loses answers would, until the hold is over or the faults are cleared. Stats count
+per route the calls, the side effects really applied, the faults that answered instead of the
+handler and the most calls in flight at once. The latter proves a concurrency budget from the
+outside: if Airflow's pool allows 4, max_in_flight never exceeds 4. They also list the calls whose
+answer is held right now, by client address and Idempotency-Key: a test can kill a client that is
+provably in the middle of a call.
 
 Both are touched only from the event loop, one request step at a time, so they need no lock.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import Generator, Iterable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 UNTIL_CLEARED = -1
@@ -38,7 +42,7 @@ class Fault:
     rate: float  # share of calls that get the fault, for error-rate benchmarks
     body: str | None = None  # sent as-is instead of INJECTED_ERROR
     content_type: str = "application/json"
-    hold_answer_ms: int = 0
+    hold_answer_ms: int = 0  # until then, or until the faults are cleared
 
     @property
     def key(self) -> str:
@@ -59,13 +63,28 @@ class FaultInjector:
     def __init__(self, rng: random.Random | None = None) -> None:
         self._faults: dict[str, Fault] = {}
         self._rng = rng or random.Random()
+        self._holds: set[asyncio.Future[None]] = set()
 
     def set(self, fault: Fault) -> None:
         """Put a fault on its route, replacing the one it had."""
         self._faults[fault.key] = fault
 
     def clear(self) -> None:
+        """No more faults; the answers held so far go out now."""
         self._faults.clear()
+        for hold in self._holds:
+            # Each on its own loop's thread: a test client may serve requests from more than one.
+            hold.get_loop().call_soon_threadsafe(_release, hold)
+
+    async def hold(self, fault: Fault) -> None:
+        """Wait out the fault's hold, or until the faults are cleared."""
+        hold = asyncio.get_running_loop().create_future()
+        self._holds.add(hold)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hold, fault.hold_answer_ms / 1000)
+        finally:
+            self._holds.discard(hold)
 
     def faults(self) -> list[Fault]:
         return list(self._faults.values())
@@ -82,6 +101,11 @@ class FaultInjector:
         return fault
 
 
+def _release(hold: asyncio.Future[None]) -> None:
+    if not hold.done():
+        hold.set_result(None)
+
+
 @dataclass
 class RouteCounters:
     calls: int = 0
@@ -89,6 +113,8 @@ class RouteCounters:
     in_flight: int = 0
     max_in_flight: int = 0
     faults_served: int = 0
+    # The calls whose answer a fault holds right now: {"client": "host:port", "idempotency_key": ...}.
+    held: list[dict[str, str | None]] = field(default_factory=list)
 
 
 class RouteStats:
@@ -109,6 +135,16 @@ class RouteStats:
             yield
         finally:
             counters.in_flight -= 1
+
+    @contextmanager
+    def holding(self, key: str, client: str, idempotency_key: str | None) -> Generator[None, None, None]:
+        """List a call as held, with who made it, until the block ends."""
+        held = {"client": client, "idempotency_key": idempotency_key}
+        self._routes[key].held.append(held)
+        try:
+            yield
+        finally:
+            self._routes[key].held.remove(held)
 
     def count_side_effect(self, key: str) -> None:
         self._routes[key].side_effects += 1

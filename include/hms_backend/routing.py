@@ -122,7 +122,9 @@ class ServiceRoute(APIRoute):
                     # The side effect is applied and its answer kept; only the sending waits, still
                     # in flight but outside the idempotency lock, so a retry of a client that gave up
                     # gets the kept answer at once.
-                    await asyncio.sleep(fault.hold_answer_ms / 1000)
+                    client = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+                    with backend.stats.holding(key, client, idempotency_key):
+                        await backend.faults.hold(fault)
                 return response
 
         return serve

@@ -89,6 +89,7 @@ def test_resetting_stats_starts_the_counts_afresh(api: TestClient, route_stats):
         "in_flight": 0,
         "max_in_flight": 0,
         "faults_served": 0,
+        "held": [],
     }
 
 
@@ -230,6 +231,28 @@ def test_client_that_gave_up_on_a_held_answer_gets_it_on_retry_without_waiting(l
     assert len(versions) == 1
     # The held call is still in flight, holding its answer; it was counted once, as was its side effect.
     assert (stats["calls"], stats["side_effects"], stats["in_flight"]) == (2, 1, 1)
+
+
+def test_a_held_answer_is_listed_with_its_caller_and_goes_out_when_the_faults_are_cleared(live_backend):
+    with live_backend.client() as hms:
+        hms.put("/admin/faults", json={"route": "/svc/policy", "hold_answer_ms": 60_000}).raise_for_status()
+    key = {"Idempotency-Key": "p-1:apply_policy"}
+
+    with ThreadPoolExecutor(max_workers=1) as pool, live_backend.client() as hms:
+        # Its timeout is well inside the minute's hold: only the clearing can answer it in time.
+        with live_backend.client(timeout=20) as caller:
+            answered = pool.submit(caller.post, "/svc/policy", json=POLICY, headers=key)
+            while not (held := hms.get("/stats").json()["routes"]["POST /svc/policy"]["held"]):
+                assert not answered.done(), answered.result()
+                time.sleep(0.01)
+            hms.delete("/admin/faults").raise_for_status()
+            answer = answered.result()
+        after = hms.get("/stats").json()["routes"]["POST /svc/policy"]
+
+    assert [h["idempotency_key"] for h in held] == ["p-1:apply_policy"]
+    assert held[0]["client"].startswith("127.0.0.1:")
+    assert (answer.status_code, answer.json()["version"]) == (200, 1)
+    assert (after["held"], after["in_flight"], after["side_effects"]) == ([], 0, 1)
 
 
 def test_fault_rate_hits_about_that_share_of_calls():

@@ -38,6 +38,7 @@ def test_same_key_replays_the_first_answer_and_applies_nothing(api: TestClient, 
         "in_flight": 0,
         "max_in_flight": 1,
         "faults_served": 0,
+        "held": [],
     }
 
 

@@ -8,6 +8,7 @@ and the backend applied each side effect once.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 import uuid
@@ -101,10 +102,15 @@ def tries(agent: AirflowClient, proposal_ids) -> dict[str, int]:
     return retried
 
 
-def busy_task_processes(stack: DistributedStack, worker: str) -> int:
-    """Tasks a worker is running now: its pool processes that have a task process of their own."""
-    pool = psutil.Process(stack.processes[worker].pid).children()
-    return sum(1 for child in pool if any(task.status() != psutil.STATUS_ZOMBIE for task in child.children()))
+def held_calls_of(stack: DistributedStack, worker: str, hms: httpx.Client) -> list[str]:
+    """Idempotency keys of the worker's policy calls whose answer the backend holds right now: the
+    backend lists each held call's client address, and the worker's task processes own those sockets."""
+    ports = set()
+    for proc in process_tree(stack.processes[worker].pid):
+        with contextlib.suppress(psutil.Error):
+            ports |= {c.laddr.port for c in proc.net_connections("tcp") if c.raddr and c.raddr.port == stack.hms_port}
+    held = hms.get("/stats").json()["routes"][route(POLICY)]["held"]
+    return [call["idempotency_key"] for call in held if int(call["client"].rsplit(":", 1)[1]) in ports]
 
 
 def kill_tree(pid: int) -> int:
@@ -126,37 +132,49 @@ def fresh_stats(hms: httpx.Client) -> None:
     hms.delete("/stats").raise_for_status()
 
 
-# Every policy update is applied at once and answered this much later: the apply_policy tasks are
-# in flight for seconds, so the victim is provably in the middle of some when it dies, and their
-# retries meet side effects that were already applied (the Idempotency-Key must hold).
-POLICY_ANSWER_HELD_MS = 2000
+# Policy answers are held until the victim is waiting for one, each try this long at most: well
+# inside the steps' 10 s request timeout, so that no call of the surviving worker times out.
+HOLD_TRY_S = 5.0
+
+
+def kill_mid_call(stack: DistributedStack, victim: str, hms: httpx.Client) -> list[str]:
+    """SIGKILL the victim while one of its tasks provably waits for a policy answer, then release the
+    answers held: the killed call's side effect is applied, so its retry must meet the Idempotency-Key.
+    Returns the killed calls' keys."""
+    deadline = time.monotonic() + BURST_TIMEOUT
+    while time.monotonic() < deadline:
+        hms.put("/admin/faults", json={"route": POLICY.endpoint, "hold_answer_ms": 60_000, "times": -1}
+                ).raise_for_status()
+        try_over = time.monotonic() + HOLD_TRY_S
+        while time.monotonic() < try_over:
+            if killed := held_calls_of(stack, victim, hms):
+                kill_tree(stack.processes[victim].pid)
+                hms.delete("/admin/faults").raise_for_status()
+                return killed
+            time.sleep(0.05)
+        hms.delete("/admin/faults").raise_for_status()  # none of the victim's this time: let them go
+    raise TimeoutError(f"{victim} never waited for a policy answer")
 
 
 @pytest.mark.usefixtures("fresh_stats")
 def test_worker_killed_mid_burst_every_proposal_ends_right_and_no_side_effect_twice(stack, agent, hms, prefix):
     expected = burst(prefix)
     victim = stack.worker_names[0]
-    hms.put("/admin/faults", json={"route": POLICY.endpoint, "hold_answer_ms": POLICY_ANSWER_HELD_MS,
-                                   "times": -1}).raise_for_status()
 
     submit_all(agent, expected)
-    # In the middle of the burst, and while the victim is running tasks.
+    # In the middle of the burst, and while a task of the victim waits for its policy answer.
     wait_until(lambda: sum(r["state"] in TERMINAL_STATES for r in runs(agent, prefix)) >= BURST // 5,
                BURST_TIMEOUT, "a fifth of the burst never ended", poll=0.5)
     terminal_at_kill = sum(r["state"] in TERMINAL_STATES for r in runs(agent, prefix))
-    held_before = hms.get("/stats").json()["routes"][route(POLICY)]["in_flight"]
-    killed_while_running = wait_until(lambda: busy_task_processes(stack, victim), BURST_TIMEOUT,
-                                      f"{victim} never ran a task", poll=0.02)
-    kill_tree(stack.processes[victim].pid)
-    hms.delete("/admin/faults").raise_for_status()
+    killed = kill_mid_call(stack, victim, hms)
     found = wait_until(lambda: all_terminal(agent, prefix), BURST_TIMEOUT, "the burst was not over")
 
     assert_each_ends_right_with_one_side_effect_each(agent, hms, expected, found)
     retried = tries(agent, expected)
-    assert retried  # the tasks the lost worker was running got a second try
+    # The killed tasks got a second try (their first was failed when its heartbeat stopped).
+    assert {key.replace(":", ".") for key in killed} <= set(retried), (killed, retried)
     policy = hms.get("/stats").json()["routes"].get(route(POLICY), {})
-    print(f"{victim} killed (SIGKILL, whole process tree) running {killed_while_running} task(s) "
-          f"({held_before} policy answers held at the backend), "
+    print(f"{victim} killed (SIGKILL, whole process tree) while waiting for policy answers to {killed}, "
           f"{terminal_at_kill}/{BURST} runs over; all {BURST} ended right; "
           f"{len(retried)} task instance(s) retried: {retried}; "
           f"POST /svc/policy: {policy.get('calls')} calls, {policy.get('side_effects')} side effects; "
