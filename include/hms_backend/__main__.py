@@ -25,8 +25,12 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hms_backend.app import create_app
+    from hms_backend.storage import Storage
 
-    app = create_app(Settings(data_dir=args.data_dir, jwt_secret=read_secret(args.secret_file)))
+    settings = Settings(data_dir=args.data_dir, jwt_secret=read_secret(args.secret_file))
+    # A database the backend cannot use is refused now, with a message, rather than in the app's start.
+    Storage.open(settings.database_path).close()
+    app = create_app(settings)
     print(f"hms_backend: serving http://{args.host}:{args.port} (data in {args.data_dir})", file=sys.stderr)
     # One process: faults, stats and idempotency locks live in it, and SQLite wants one writer.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)

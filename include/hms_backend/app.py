@@ -1,4 +1,5 @@
-"""The reference HMS backend's HTTP API: governance, policy, notifications, audit and backlog.
+"""The reference HMS backend's HTTP API: governance (with checks, revocations and suspensions),
+policy (per scope), notifications, audit and backlog.
 
 Every route answers JSON; every error is {"error": message, ...}. What each call goes through
 before its handler (stats, auth, faults, idempotency) lives in routing.py; handlers only validate
@@ -27,6 +28,7 @@ from hms_backend.routing import (
     Backend,
     KeyedLocks,
     PublicRoute,
+    QueryRoute,
     ServiceRoute,
     backend_of,
     respond,
@@ -39,11 +41,14 @@ from hms_backend.schemas import (
     PolicyProposal,
     RejectedMark,
     ReviewDecision,
+    Revocation,
+    StepCheck,
+    Suspension,
     TakenMark,
     ValidationRequest,
 )
 from hms_backend.settings import Settings
-from hms_backend.storage import PENDING, REJECTED, TAKEN, AnswerRule, NoSuchRecord, Storage, Write
+from hms_backend.storage import PENDING, REJECTED, TAKEN, AnswerRule, NoSuchRecord, Storage, Write, timestamp
 
 MAX_BACKLOG_PAGE = 10_000
 MAX_DECISIONS_PAGE = 1_000
@@ -51,6 +56,7 @@ DECISIONS_FEED_PAGE = 100
 
 public = APIRouter(route_class=PublicRoute)
 services = APIRouter(route_class=ServiceRoute)
+questions = APIRouter(route_class=QueryRoute)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -73,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(public)
     app.include_router(services)
+    app.include_router(questions)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(NoSuchRecord, _no_such_record)
     app.add_exception_handler(HTTPException, _http_error)
@@ -154,14 +161,15 @@ def _verdict_answer(write: Write) -> Answer:
 @services.get("/gov/decisions")
 async def list_decisions(
     request: Request,
-    status: Literal["approved", "denied", "review"] | None = None,
+    status: governance.DecisionStatus | None = None,
     proposal_id: Annotated[str | None, Query(alias="proposalId")] = None,
     created_after: Annotated[str | None, Query(alias="createdAfter")] = None,
     created_before: Annotated[str | None, Query(alias="createdBefore")] = None,
     decided_since: Annotated[str | None, Query(alias="decidedSince")] = None,
     limit: Annotated[int | None, Query(ge=1, le=MAX_DECISIONS_PAGE)] = None,
 ) -> dict[str, Any]:
-    """A listing by status, proposal and creation window, {"items"}; or the feed of reviewers' decisions.
+    """A listing by status, proposal and creation window, {"items"}; or the feed of reviewers' decisions
+    and revocations.
 
     decidedSince asks for the feed, {"items", "next"} (an empty one: from the start); so does limit
     without any listing filter. Without parameters, the listing of every decision, as ever.
@@ -240,12 +248,94 @@ def _review_answer(write: Write) -> Answer:
     return Answer.json(decision)
 
 
+@services.post("/gov/decisions/{decision_id}/revoke")
+async def revoke_decision(decision_id: str, body: Revocation, request: Request) -> Response:
+    """Stop a proposal that governance approved, or that waits for a reviewer, before its next step."""
+    written = backend_of(request).storage.revoke_decision(
+        decision_id, reason=body.reason, by=body.by, answer=_revocation_answer
+    )
+    return respond(request, written)
+
+
+def _revocation_answer(write: Write) -> Answer:
+    decision = write.record
+    if not write.applied:
+        current, decision_id = decision["status"], decision["decision_id"]
+        if current in governance.REVOCABLE:
+            # Left as it was though revocable: its proposal's workflow has recorded its end.
+            message = (
+                f"proposal {decision['proposal_id']} has already ended: an applied policy is changed by a new"
+                " proposal, not by a revocation"
+            )
+        else:
+            message = f"decision {decision_id} is already {current}: there is nothing to revoke"
+        raise ApiError(409, message, status=current, decision_id=decision_id)
+    return Answer.json(decision)
+
+
+@questions.post("/gov/check")
+async def check_step(body: StepCheck, request: Request) -> dict[str, Any]:
+    """Whether a proposal may take a step now: asked right before each call with a side effect.
+
+    Whatever governance says is a 200 (the caller goes on only on approved); 404 and 409 mean the
+    question named the wrong decision.
+    """
+    found = backend_of(request).storage.decision_for_step(body.decision_id, service=body.service)
+    if found is None:
+        raise ApiError(404, f"no decision {body.decision_id}")
+    decision, suspension = found
+    if decision["proposal_id"] != body.proposal_id:
+        owner = decision["proposal_id"]
+        raise ApiError(
+            409,
+            f"decision {body.decision_id} belongs to proposal {owner}, not {body.proposal_id}",
+            decision_id=body.decision_id,
+            proposal_id=owner,
+        )
+    return {**governance.step_check(decision, suspension), "checked_at": timestamp()}
+
+
+# The kill switch: while a service is suspended, every check before a step that calls it says so.
+
+
+@services.put("/gov/suspensions/{service}")
+async def suspend_service(service: str, body: Suspension, request: Request) -> Response:
+    storage = backend_of(request).storage
+    return respond(request, storage.suspend(_suspendable(service), reason=body.reason, by=body.by))
+
+
+@services.delete("/gov/suspensions/{service}")
+async def lift_suspension(service: str, request: Request) -> Response:
+    return respond(request, backend_of(request).storage.lift_suspension(_suspendable(service)))
+
+
+@services.get("/gov/suspensions")
+async def list_suspensions(request: Request) -> dict[str, Any]:
+    return {"items": backend_of(request).storage.suspensions()}
+
+
+def _suspendable(service: str) -> str:
+    if service not in governance.SUSPENDABLE:
+        names = ", ".join(governance.SUSPENDABLE)
+        raise ApiError(400, f"no service {service!r} to suspend: it is one of {names}", service=service)
+    return service
+
+
 # Policy
 
 
 @services.post("/svc/policy")
 async def apply_policy(body: PolicyProposal, request: Request) -> Response:
-    return respond(request, backend_of(request).storage.apply_policy(body.as_sent()))
+    return respond(request, backend_of(request).storage.apply_policy(body.as_sent(), scope=body.scope))
+
+
+# Before /svc/policy/{proposal_id}: the first route that matches answers, and scopes hold slashes.
+@services.get("/svc/policy/scopes/{scope:path}")
+async def live_rule(scope: str, request: Request) -> dict[str, Any]:
+    rule = backend_of(request).storage.live_rule(scope)
+    if rule is None:
+        raise ApiError(404, f"no live rule for scope {scope}")
+    return rule
 
 
 @services.get("/svc/policy/{proposal_id}")
@@ -266,9 +356,11 @@ async def send_notification(body: Notification, request: Request) -> Response:
 
 @services.get("/notifications")
 async def list_notifications(
-    request: Request, proposal_id: Annotated[str | None, Query(alias="proposalId")] = None
+    request: Request,
+    proposal_id: Annotated[str | None, Query(alias="proposalId")] = None,
+    group: str | None = None,
 ) -> dict[str, Any]:
-    return {"items": backend_of(request).storage.notifications(proposal_id=proposal_id)}
+    return {"items": backend_of(request).storage.notifications(proposal_id=proposal_id, group=group)}
 
 
 @services.post("/audit/log")

@@ -1,8 +1,9 @@
-"""The cursor of the feed of reviewers' decisions: opaque to callers, a sequence number inside.
+"""The cursor of the feed of reviewers' decisions and revocations: opaque to callers, a sequence number inside.
 
-Decisions are numbered in the transaction that records them (storage.settle_review), so the number
-only grows and a reader never sees a number before all smaller ones. Callers get it wrapped, so
-that they pass back what they were given instead of computing with it.
+Decisions are numbered in the transaction that decides or revokes them (storage.settle_review,
+storage.revoke_decision), so the number only grows and a reader never sees a number before all
+smaller ones. Callers get it wrapped, so that they pass back what they were given instead of
+computing with it.
 """
 
 from __future__ import annotations

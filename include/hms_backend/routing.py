@@ -1,12 +1,13 @@
 """What every call of an HMS route goes through before its handler, in this order.
 
-1. stats: the call is counted and stays in flight until its answer goes out (a held one too);
+1. stats: the call is counted on arrival and stays in flight until its answer goes out (a held one too);
 2. auth: a valid bearer token, except on public routes (health, stats);
-3. faults: an injected fault may delay the call, answer it instead of the handler, or hold the
-   handler's answer for a while after the handler ran;
+3. faults: a rate limit may refuse the call at once (429); an injected fault may delay the call,
+   answer it instead of the handler, or hold the handler's answer for a while after the handler ran;
 4. idempotency: a POST with an Idempotency-Key gets the first 2xx answer given for that key on
    that path, and the handler runs at most once to produce it. The answer is kept by the write
-   that applies the side effect, in the same transaction (idempotency.py).
+   that applies the side effect, in the same transaction (idempotency.py). A POST that only asks
+   a question (QueryRoute) answers afresh every time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from hms_backend.auth import InvalidToken, verify_authorization
-from hms_backend.faults import Fault, FaultInjector, RouteStats, route_key
+from hms_backend.faults import RATE_LIMITED, Fault, FaultInjector, RouteStats, route_key
 from hms_backend.idempotency import UnkeptAnswer, keyed_request
 from hms_backend.settings import Settings
 from hms_backend.storage import Answered, Storage
@@ -97,6 +98,7 @@ class ServiceRoute(APIRoute):
     """A route of an HMS service: counted, token-guarded, open to faults, idempotent for POSTs."""
 
     requires_token = True
+    keeps_answers = True
 
     def get_route_handler(self) -> Handler:
         handle = super().get_route_handler()
@@ -104,16 +106,20 @@ class ServiceRoute(APIRoute):
         async def serve(request: Request) -> Response:
             backend = backend_of(request)
             key = route_key(request.method, self.path)
-            with backend.stats.call(key):
+            with backend.stats.call(key) as arrived:
                 if self.requires_token:
                     _authenticate(request, backend.settings.jwt_secret)
                 fault = backend.faults.draw(key)
                 if fault is not None:
+                    # Refused at once, as a gateway in front of the service would: no latency, no handler.
+                    if not backend.faults.lets_through(fault, arrived):
+                        backend.stats.count_rate_limited(key)
+                        return _rate_limited_answer(fault)
                     await asyncio.sleep(fault.latency_ms / 1000)
                     if fault.status is not None:
                         backend.stats.count_fault(key)
                         return _injected_answer(fault)
-                idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
+                idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) if self.keeps_answers else None
                 if request.method == "POST" and idempotency_key is not None:
                     response = await _answer_once(handle, request, idempotency_key, backend)
                 else:
@@ -136,11 +142,32 @@ class PublicRoute(ServiceRoute):
     requires_token = False
 
 
+class QueryRoute(ServiceRoute):
+    """A POST that only asks a question (its body too rich for a query string) and changes nothing.
+
+    An Idempotency-Key is ignored: a replay of an earlier answer would hide what changed since, such
+    as a revocation or a suspension, and there is no side effect to guard.
+    """
+
+    keeps_answers = False
+
+
 def _authenticate(request: Request, secret: str) -> None:
     try:
         verify_authorization(request.headers.get("Authorization"), secret)
     except InvalidToken as err:
         raise ApiError(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+def _rate_limited_answer(fault: Fault) -> Response:
+    return ApiError(
+        429,
+        RATE_LIMITED,
+        headers={"Retry-After": fault.retry_after_header},
+        retry_after_s=fault.retry_after_s,
+        limit_per_second=fault.limit_per_second,
+        route=fault.key,
+    ).response()
 
 
 def _injected_answer(fault: Fault) -> Response:

@@ -16,6 +16,10 @@ Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 Level = Literal["low", "normal", "high"]
 ProposalId = Annotated[str, Field(min_length=1, max_length=64)]
 Text = Annotated[str, Field(min_length=1)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]  # who did something; a step, a service, a group
+Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+
+DEFAULT_SCOPE = "default"  # the scope of a policy that names none: the seed's single rule
 
 
 class OpenRecord(BaseModel):
@@ -38,18 +42,49 @@ class ValidationRequest(BaseModel):
 
 class ReviewDecision(BaseModel):
     approved: StrictBool
-    reviewer: Annotated[str, Field(min_length=1, max_length=200)]
+    reviewer: Name
     reason: str | None = None
+
+
+class Revocation(BaseModel):
+    reason: Reason
+    by: Name
+
+
+class StepCheck(BaseModel):
+    decision_id: Text
+    proposal_id: ProposalId
+    step: Name  # the Management Layer's step, e.g. apply_policy
+    service: Name  # the HMS service the step is about to call; suspensions match on it
+
+
+class Suspension(BaseModel):
+    reason: Reason
+    by: Name
 
 
 class PolicyProposal(OpenRecord):
     id: ProposalId
     rule: dict[str, Any] | str
+    # Absent: DEFAULT_SCOPE. Not null: a policy always lands in one scope.
+    scope: Name = DEFAULT_SCOPE
+
+    @field_validator("scope")
+    @classmethod
+    def addressable(cls, value: str) -> str:
+        # Read back through GET /svc/policy/scopes/{scope}: clients drop "." and ".." segments from
+        # a URL, so such a scope could be written but never read.
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must have no control characters")
+        if any(segment in (".", "..") for segment in value.split("/")):
+            raise ValueError("must have no '.' or '..' between slashes: a URL could not name it")
+        return value
 
 
 class Notification(OpenRecord):
     message: Text
     proposalId: ProposalId | None = None
+    group: Name | None = None  # the officer group told, for GET /notifications?group=
 
 
 class AuditEntry(OpenRecord):
@@ -84,6 +119,9 @@ class RejectedMark(BaseModel):
 
 # A media type and its parameters, in printable ASCII: the value becomes a header as it is.
 MEDIA_TYPE = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(;[ -~]*)?$"
+MAX_LIMIT_PER_SECOND = 100_000
+DEFAULT_RETRY_AFTER_S = 1.0
+MAX_RETRY_AFTER_S = 3600
 
 
 class FaultSpec(BaseModel):
@@ -98,13 +136,19 @@ class FaultSpec(BaseModel):
     body: Annotated[str, Field(max_length=1_048_576)] | None = None
     content_type: Annotated[str, Field(max_length=200, pattern=MEDIA_TYPE)] = "application/json"
     hold_answer_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    limit_per_second: Annotated[int, Field(ge=1, le=MAX_LIMIT_PER_SECOND)] | None = None
+    retry_after_s: Annotated[float, Field(gt=0, le=MAX_RETRY_AFTER_S)] | None = None
 
     @model_validator(mode="after")
     def asks_for_something(self) -> FaultSpec:
         if self.times == 0:
             raise ValueError(f"times must be at least 1, or {UNTIL_CLEARED} for every call until cleared")
+        if self.limit_per_second is not None:
+            return self._checked_rate_limit()
+        if self.retry_after_s is not None:
+            raise ValueError("retry_after_s is what a rate limit's 429 says: it needs a limit_per_second")
         if self.status is None and self.body is None and self.latency_ms == 0 and self.hold_answer_ms == 0:
-            raise ValueError("a fault needs a status, a body, a latency_ms or a hold_answer_ms")
+            raise ValueError("a fault needs a status, a body, a latency_ms, a hold_answer_ms or a limit_per_second")
         if self.hold_answer_ms and (self.status is not None or self.body is not None):
             raise ValueError(
                 "hold_answer_ms holds the real answer, so it cannot come with a status or a body that answer instead"
@@ -113,4 +157,19 @@ class FaultSpec(BaseModel):
             raise ValueError(f"a {self.status} answer has no body")
         if self.body is not None and self.status is None:
             self.status = 200  # a body alone: a success that says something unexpected
+        return self
+
+    def _checked_rate_limit(self) -> FaultSpec:
+        if self.status is not None or self.body is not None or self.hold_answer_ms:
+            raise ValueError(
+                "limit_per_second answers the calls beyond the limit with 429 and lets the others through to the"
+                " handler, so it cannot come with a status, a body or a hold_answer_ms (a latency_ms it can)"
+            )
+        if "times" in self.model_fields_set and self.times != UNTIL_CLEARED:
+            raise ValueError("times does not apply to a rate limit: it holds for every call until DELETE /admin/faults")
+        if self.rate != 1.0:
+            raise ValueError("rate does not apply to a rate limit: every call counts towards it")
+        self.times = UNTIL_CLEARED
+        if self.retry_after_s is None:
+            self.retry_after_s = DEFAULT_RETRY_AFTER_S
         return self

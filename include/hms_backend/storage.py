@@ -8,6 +8,9 @@ crash may lose the last commits).
 Each write that applies a side effect returns the answer its caller gets, shaped by the route's
 answer rule, and keeps that answer for the request's Idempotency-Key in the same transaction (see
 idempotency.py).
+
+The schema has no migrations before the backend's first release: a database made by another
+schema (PRAGMA user_version) is refused at start, with a message saying to start afresh.
 """
 
 from __future__ import annotations
@@ -25,43 +28,60 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from hms_backend.governance import REVIEW
+from hms_backend.governance import EVERY_SERVICE, PROPOSAL_ENDED, REVIEW, REVOCABLE, REVOKED
 from hms_backend.idempotency import Answer, UnkeptAnswer, current_keyed_request
+from hms_backend.settings import SettingsError
 
 PENDING = "pending"
 TAKEN = "taken"
 REJECTED = "rejected"
 
-SCHEMA = """
+SCHEMA_VERSION = 1  # PRAGMA user_version of the databases this schema makes
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS decisions (
-    decision_id TEXT PRIMARY KEY,
-    proposal_id TEXT NOT NULL,
-    proposal    TEXT NOT NULL,  -- JSON, as governance saw it
-    status      TEXT NOT NULL,  -- approved | denied | review
-    reason      TEXT NOT NULL,
-    reviewer    TEXT,
-    created_at  TEXT NOT NULL,
-    decided_at  TEXT,           -- null while in review
-    decided_seq INTEGER         -- order of reviewers' decisions (the feed's cursor); null for the others
+    decision_id   TEXT PRIMARY KEY,
+    proposal_id   TEXT NOT NULL,
+    proposal      TEXT NOT NULL,  -- JSON, as governance saw it
+    status        TEXT NOT NULL,  -- approved | denied | review | revoked
+    reason        TEXT NOT NULL,
+    reviewer      TEXT,
+    created_at    TEXT NOT NULL,
+    decided_at    TEXT,           -- null while in review
+    decided_seq   INTEGER,        -- order in the feed of reviewers' decisions and revocations; null for the others
+    revoked_by    TEXT,
+    revoked_at    TEXT,
+    revoke_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_proposal ON decisions (proposal_id);
-DROP INDEX IF EXISTS decisions_by_status;
 CREATE INDEX IF NOT EXISTS decisions_by_status_and_age ON decisions (status, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS decisions_by_decided_seq ON decisions (decided_seq) WHERE decided_seq IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS suspensions (
+    service      TEXT PRIMARY KEY,  -- policy | notifications | all
+    reason       TEXT NOT NULL,
+    suspended_by TEXT NOT NULL,
+    since        TEXT NOT NULL      -- when it was first suspended; a new reason keeps it
+);
 
 CREATE TABLE IF NOT EXISTS policies (
-    policy_id   TEXT PRIMARY KEY,
-    proposal_id TEXT NOT NULL,
-    version     INTEGER NOT NULL,
-    rule        TEXT NOT NULL,  -- JSON
-    proposal    TEXT NOT NULL,  -- JSON
-    applied_at  TEXT NOT NULL,
-    UNIQUE (proposal_id, version)
+    policy_id     TEXT PRIMARY KEY,
+    proposal_id   TEXT NOT NULL,
+    version       INTEGER NOT NULL,  -- per proposal
+    scope         TEXT NOT NULL,
+    scope_version INTEGER NOT NULL,  -- per scope: the highest is the scope's live rule
+    rule          TEXT NOT NULL,     -- JSON
+    proposal      TEXT NOT NULL,     -- JSON
+    applied_at    TEXT NOT NULL,
+    UNIQUE (proposal_id, version),
+    UNIQUE (scope, scope_version)
 );
 
 CREATE TABLE IF NOT EXISTS notifications (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     notification_id TEXT NOT NULL UNIQUE,
     proposal_id     TEXT,
+    officer_group   TEXT,           -- the body's group, when it names one
     body            TEXT NOT NULL,  -- JSON, as sent
     sent_at         TEXT NOT NULL
 );
@@ -101,13 +121,13 @@ CREATE TABLE IF NOT EXISTS idempotent_responses (
     stored_at   TEXT NOT NULL,
     PRIMARY KEY (path, key)
 );
+
+PRAGMA user_version = {SCHEMA_VERSION};
 """
 
-
-# Applied once a decisions table has its decided_seq column, which older databases lack.
-DECIDED_SEQ_INDEX = """
-CREATE UNIQUE INDEX IF NOT EXISTS decisions_by_decided_seq ON decisions (decided_seq) WHERE decided_seq IS NOT NULL;
-"""
+# The next number in the feed of decided reviews and revocations. Taken in the transaction that
+# decides, under the write lock: the feed never shows a number before every smaller one is committed.
+NEXT_IN_FEED = "(SELECT COALESCE(MAX(decided_seq), 0) + 1 FROM decisions)"
 
 
 @dataclass(frozen=True)
@@ -139,7 +159,12 @@ class NoSuchRecord(LookupError):
     """A write named a record that does not exist; the message says which."""
 
 
-def _now() -> str:
+class DatabaseOfAnotherSchema(SettingsError):
+    """The data dir holds a database this backend did not make; the message says what to do."""
+
+
+def timestamp() -> str:
+    """Now, as every time is stored and answered: UTC ISO-8601 with milliseconds, comparable as text."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -165,8 +190,11 @@ class Storage:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA busy_timeout=5000")  # another process reading, say sqlite3 CLI
-        connection.executescript(SCHEMA)
-        _number_decided_reviews(connection)
+        try:
+            _create_schema(connection, path)
+        except BaseException:
+            connection.close()
+            raise
         return cls(connection)
 
     def close(self) -> None:
@@ -208,7 +236,7 @@ class Storage:
             if answer.keepable:
                 db.execute(
                     "INSERT INTO idempotent_responses (path, key, status_code, body, stored_at) VALUES (?, ?, ?, ?, ?)",
-                    (keyed.path, keyed.key, answer.status_code, answer.body, _now()),
+                    (keyed.path, keyed.key, answer.status_code, answer.body, timestamp()),
                 )
             keyed.answer = answer
         return Answered(answer, write.applied)
@@ -222,7 +250,7 @@ class Storage:
     def record_decision(
         self, *, proposal: dict[str, Any], status: str, reason: str, answer: AnswerRule = record_answer
     ) -> Answered:
-        decision_id, now = _new_id(), _now()
+        decision_id, now = _new_id(), timestamp()
         decided_at = None if status == REVIEW else now
         with self._transaction() as db:
             db.execute(
@@ -260,7 +288,7 @@ class Storage:
         return [_decision(row) for row in rows]
 
     def decided_reviews(self, *, after_seq: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Reviews a reviewer decided after the one numbered after_seq, in the order decided; and the last number."""
+        """Reviews decided and decisions revoked after the one numbered after_seq, in order; and the last number."""
         rows = self._select(
             "SELECT * FROM decisions WHERE decided_seq > ? ORDER BY decided_seq LIMIT ?", after_seq, limit
         )
@@ -272,56 +300,163 @@ class Storage:
     ) -> Answered:
         """Record a reviewer's decision on a decision in review; applied is false when it was decided already."""
         with self._transaction() as db:
-            # Numbered in the transaction that decides, under the write lock: the feed of decided
-            # reviews never shows a number before every smaller one is committed.
             updated = db.execute(
                 "UPDATE decisions SET status = ?, reason = ?, reviewer = ?, decided_at = ?,"
-                " decided_seq = (SELECT COALESCE(MAX(decided_seq), 0) + 1 FROM decisions)"
-                " WHERE decision_id = ? AND status = ?",
-                (status, reason, reviewer, _now(), decision_id, REVIEW),
+                f" decided_seq = {NEXT_IN_FEED} WHERE decision_id = ? AND status = ?",
+                (status, reason, reviewer, timestamp(), decision_id, REVIEW),
             ).rowcount
             row = db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
             if row is None:
                 raise NoSuchRecord(f"no decision {decision_id}")
             return self._answer(db, Write(_decision(row), applied=bool(updated)), answer)
 
+    def revoke_decision(
+        self, decision_id: str, *, reason: str, by: str, answer: AnswerRule = record_answer
+    ) -> Answered:
+        """Revoke an approval or an open review; applied is false when the decision is denied or
+        revoked already, or when its proposal has ended (the answer rule tells which from the status).
+
+        The revocation takes the next number in the feed, as a reviewer's decision does, so that a
+        watcher of parked reviews learns of it; a decision is in the feed once, at its latest change.
+        An audit entry in the very millisecond of the decision counts as after it: a revocation that
+        may come too late is refused rather than recorded as if it had stopped something.
+        """
+        revocable = ", ".join("?" * len(REVOCABLE))
+        with self._transaction() as db:
+            updated = db.execute(
+                "UPDATE decisions SET status = ?, revoked_by = ?, revoked_at = ?, revoke_reason = ?,"
+                f" decided_seq = {NEXT_IN_FEED}"
+                f" WHERE decision_id = ? AND status IN ({revocable}) AND NOT EXISTS (SELECT 1 FROM audit_log"
+                "  WHERE audit_log.proposal_id = decisions.proposal_id AND recorded_at >= decisions.created_at"
+                "  AND json_extract(entry, '$.action') = ?)",
+                (REVOKED, by, timestamp(), reason, decision_id, *REVOCABLE, PROPOSAL_ENDED),
+            ).rowcount
+            row = db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
+            if row is None:
+                raise NoSuchRecord(f"no decision {decision_id}")
+            return self._answer(db, Write(_decision(row), applied=bool(updated)), answer)
+
+    def decision_for_step(
+        self, decision_id: str, *, service: str
+    ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """A decision and the suspension that covers the service, if any, in one indexed read.
+
+        Of a suspension of the service itself and one of every service, the service's own comes
+        first: the more specific reason, and the one still in force when `all` is lifted.
+        """
+        rows = self._select(
+            "SELECT decisions.*, suspensions.service AS suspended_service, suspensions.reason AS suspension_reason,"
+            " suspended_by, since FROM decisions LEFT JOIN suspensions ON suspensions.service IN (?2, ?3)"
+            " WHERE decision_id = ?1 ORDER BY suspensions.service = ?3 LIMIT 1",
+            decision_id,
+            service,
+            EVERY_SERVICE,
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        suspension = None
+        if row["suspended_service"] is not None:
+            suspension = {
+                "service": row["suspended_service"],
+                "reason": row["suspension_reason"],
+                "by": row["suspended_by"],
+                "since": row["since"],
+            }
+        return _decision(row), suspension
+
+    # Suspensions
+
+    def suspend(self, service: str, *, reason: str, by: str, answer: AnswerRule = record_answer) -> Answered:
+        """Suspend a service, or give a suspended one a new reason: since stays when it was first suspended."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO suspensions (service, reason, suspended_by, since) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (service) DO UPDATE SET reason = excluded.reason, suspended_by = excluded.suspended_by",
+                (service, reason, by, timestamp()),
+            )
+            row = db.execute("SELECT * FROM suspensions WHERE service = ?", (service,)).fetchone()
+            return self._answer(db, Write(_suspension(row), applied=True), answer)
+
+    def lift_suspension(self, service: str, *, answer: AnswerRule = record_answer) -> Answered:
+        with self._transaction() as db:
+            if not db.execute("DELETE FROM suspensions WHERE service = ?", (service,)).rowcount:
+                raise NoSuchRecord(f"{service} is not suspended")
+            return self._answer(db, Write({"service": service, "lifted_at": timestamp()}, applied=True), answer)
+
+    def suspensions(self) -> list[dict[str, Any]]:
+        rows = self._select("SELECT * FROM suspensions ORDER BY since, service")
+        return [_suspension(row) for row in rows]
+
     # Policies
 
-    def apply_policy(self, proposal: dict[str, Any], *, answer: AnswerRule = record_answer) -> Answered:
-        policy_id, now = _new_id(), _now()
+    def apply_policy(self, proposal: dict[str, Any], *, scope: str, answer: AnswerRule = record_answer) -> Answered:
+        """Put the proposal's rule live in its scope: the next version of the proposal and of the scope."""
+        policy_id, now = _new_id(), timestamp()
         with self._transaction() as db:
             (version,) = db.execute(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM policies WHERE proposal_id = ?", (proposal["id"],)
             ).fetchone()
+            (scope_version,) = db.execute(
+                "SELECT COALESCE(MAX(scope_version), 0) + 1 FROM policies WHERE scope = ?", (scope,)
+            ).fetchone()
+            rule, sent = _json(proposal["rule"]), _json(proposal)
             db.execute(
-                "INSERT INTO policies (policy_id, proposal_id, version, rule, proposal, applied_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (policy_id, proposal["id"], version, _json(proposal["rule"]), _json(proposal), now),
+                "INSERT INTO policies (policy_id, proposal_id, version, scope, scope_version, rule, proposal,"
+                " applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (policy_id, proposal["id"], version, scope, scope_version, rule, sent, now),
             )
-            policy = {"policy_id": policy_id, "version": version, "proposal_id": proposal["id"], "applied_at": now}
+            policy = {
+                "policy_id": policy_id,
+                "version": version,
+                "proposal_id": proposal["id"],
+                "applied_at": now,
+                "scope": scope,
+                "scope_version": scope_version,
+            }
             return self._answer(db, Write(policy, applied=True), answer)
 
     def policy_versions(self, proposal_id: str) -> list[dict[str, Any]]:
         rows = self._select(
-            "SELECT policy_id, version, rule, applied_at FROM policies WHERE proposal_id = ? ORDER BY version",
+            "SELECT policy_id, version, scope, scope_version, rule, applied_at FROM policies WHERE proposal_id = ?"
+            " ORDER BY version",
             proposal_id,
         )
         return [{**dict(row), "rule": json.loads(row["rule"])} for row in rows]
 
+    def live_rule(self, scope: str) -> dict[str, Any] | None:
+        """The scope's live rule: the policy applied last in it."""
+        rows = self._select("SELECT * FROM policies WHERE scope = ? ORDER BY scope_version DESC LIMIT 1", scope)
+        if not rows:
+            return None
+        row = rows[0]
+        return {
+            "scope": row["scope"],
+            "rule": json.loads(row["rule"]),
+            "version": row["scope_version"],
+            "proposal_id": row["proposal_id"],
+            "applied_at": row["applied_at"],
+            "policy_id": row["policy_id"],
+        }
+
     # Notifications
 
     def record_notification(self, body: dict[str, Any], *, answer: AnswerRule = record_answer) -> Answered:
-        notification_id, now = _new_id(), _now()
+        notification_id, now = _new_id(), timestamp()
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO notifications (notification_id, proposal_id, body, sent_at) VALUES (?, ?, ?, ?)",
-                (notification_id, body.get("proposalId"), _json(body), now),
+                "INSERT INTO notifications (notification_id, proposal_id, officer_group, body, sent_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (notification_id, body.get("proposalId"), body.get("group"), _json(body), now),
             )
             return self._answer(db, Write({"notification_id": notification_id, "sent_at": now}, applied=True), answer)
 
-    def notifications(self, *, proposal_id: str | None) -> list[dict[str, Any]]:
+    def notifications(self, *, proposal_id: str | None, group: str | None = None) -> list[dict[str, Any]]:
         rows = self._select(
-            "SELECT * FROM notifications WHERE ?1 IS NULL OR proposal_id = ?1 ORDER BY seq", proposal_id
+            "SELECT * FROM notifications WHERE (?1 IS NULL OR proposal_id = ?1) AND (?2 IS NULL OR officer_group = ?2)"
+            " ORDER BY seq",
+            proposal_id,
+            group,
         )
         return [
             {**json.loads(row["body"]), "notification_id": row["notification_id"], "sent_at": row["sent_at"]}
@@ -331,7 +466,7 @@ class Storage:
     # Audit log
 
     def append_audit(self, entry: dict[str, Any], *, answer: AnswerRule = record_answer) -> Answered:
-        audit_id, now = _new_id(), _now()
+        audit_id, now = _new_id(), timestamp()
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO audit_log (audit_id, proposal_id, entry, recorded_at) VALUES (?, ?, ?, ?)",
@@ -353,7 +488,7 @@ class Storage:
         Pending or taken: kept as it is, since the same id is the same proposal. Rejected: queued
         again with the new content, so that a corrected proposal gets another look.
         """
-        now = _now()
+        now = timestamp()
         with self._transaction() as db:
             current = db.execute("SELECT * FROM backlog WHERE id = ?", (proposal["id"],)).fetchone()
             if current is not None and current["status"] != REJECTED:
@@ -395,7 +530,7 @@ class Storage:
         with self._transaction() as db:
             updated = db.execute(
                 "UPDATE backlog SET status = ?, reason = ?, run_id = ?, updated_at = ? WHERE id = ? AND status = ?",
-                (status, reason, run_id, _now(), proposal_id, PENDING),
+                (status, reason, run_id, timestamp(), proposal_id, PENDING),
             ).rowcount
             if updated and redact:
                 (stored,) = db.execute("SELECT proposal FROM backlog WHERE id = ?", (proposal_id,)).fetchone()
@@ -413,25 +548,18 @@ class Storage:
         return Answer(rows[0]["status_code"], bytes(rows[0]["body"])) if rows else None
 
 
-def _number_decided_reviews(db: sqlite3.Connection) -> None:
-    """Give a database from before the decisions feed its decided_seq, numbering decided reviews as decided."""
-    columns = {row["name"] for row in db.execute("PRAGMA table_info(decisions)")}
-    if "decided_seq" not in columns:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("ALTER TABLE decisions ADD COLUMN decided_seq INTEGER")
-            # A reviewer's decision is the one with a reviewer; governance's own have none.
-            db.execute(
-                "UPDATE decisions SET decided_seq = numbered.seq FROM (SELECT decision_id,"
-                " ROW_NUMBER() OVER (ORDER BY decided_at, rowid) AS seq FROM decisions"
-                " WHERE reviewer IS NOT NULL AND decided_at IS NOT NULL) AS numbered"
-                " WHERE decisions.decision_id = numbered.decision_id"
-            )
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    db.executescript(DECIDED_SEQ_INDEX)
+def _create_schema(db: sqlite3.Connection, path: Path) -> None:
+    """Create the schema in a new database; refuse a database made by another schema."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    (tables,) = db.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").fetchone()
+    if tables and version != SCHEMA_VERSION:
+        raise DatabaseOfAnotherSchema(
+            f"{path} was made by another version of the backend (schema {version}, this one makes"
+            f" {SCHEMA_VERSION}) and there are no migrations before the first release: move the file away,"
+            " or delete the state folder, to start afresh"
+        )
+    # One transaction: a crash half-way leaves an empty file, not a database of no known schema.
+    db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
 
 
 def _decision(row: sqlite3.Row) -> dict[str, Any]:
@@ -443,8 +571,15 @@ def _decision(row: sqlite3.Row) -> dict[str, Any]:
         "reviewer": row["reviewer"],
         "created_at": row["created_at"],
         "decided_at": row["decided_at"],
+        "revoked_by": row["revoked_by"],
+        "revoked_at": row["revoked_at"],
+        "revoke_reason": row["revoke_reason"],
         "proposal": json.loads(row["proposal"]),
     }
+
+
+def _suspension(row: sqlite3.Row) -> dict[str, Any]:
+    return {"service": row["service"], "reason": row["reason"], "by": row["suspended_by"], "since": row["since"]}
 
 
 REDACTED = "[redacted]"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from hms_backend.__main__ import main
 from hms_backend.auth import verify_authorization
+from hms_backend.settings import DATABASE_FILE
 
 
 def test_new_secret_is_written_private_and_kept_on_a_second_run(tmp_path: Path):
@@ -45,6 +47,23 @@ def test_serve_without_a_secret_file_says_how_to_make_one(tmp_path: Path, capsys
 
     assert exit_info.value.code == 2
     assert f"new-secret {missing}" in capsys.readouterr().err
+
+
+def test_serve_over_a_database_of_another_schema_says_so_before_it_listens(tmp_path: Path, capsys):
+    secret_file = tmp_path / "hms_secret"
+    main(["new-secret", str(secret_file)])
+    database = tmp_path / "data" / DATABASE_FILE
+    database.parent.mkdir()
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE decisions (decision_id TEXT PRIMARY KEY)")
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--data-dir", str(database.parent), "--secret-file", str(secret_file)])
+
+    assert exit_info.value.code == 2
+    said = capsys.readouterr().err
+    assert str(database) in said
+    assert "start afresh" in said
 
 
 @pytest.fixture

@@ -89,6 +89,8 @@ def test_resetting_stats_starts_the_counts_afresh(api: TestClient, route_stats):
         "in_flight": 0,
         "max_in_flight": 0,
         "faults_served": 0,
+        "max_per_second": 0,
+        "rate_limited": 0,
         "held": [],
     }
 
@@ -109,6 +111,8 @@ def test_faults_can_be_listed_and_replaced(api: TestClient):
                 "body": None,
                 "content_type": "application/json",
                 "hold_answer_ms": 0,
+                "limit_per_second": None,
+                "retry_after_s": None,
             }
         ]
     }
@@ -127,7 +131,7 @@ def test_fault_on_an_unknown_route_is_refused(api: TestClient):
 @pytest.mark.parametrize(
     ("spec", "says"),
     [
-        ({}, "a status, a body, a latency_ms or a hold_answer_ms"),
+        ({}, "a status, a body, a latency_ms, a hold_answer_ms or a limit_per_second"),
         ({"status": 503, "times": 0}, "times must be at least 1"),
         ({"hold_answer_ms": 100, "status": 503}, "cannot come with a status or a body"),
         ({"hold_answer_ms": 100, "body": "x"}, "cannot come with a status or a body"),

@@ -33,6 +33,31 @@ def test_notification_needs_a_message(api: TestClient):
     assert api.post("/notifications", json={"proposalId": "p-1"}).status_code == 422
 
 
+def test_notifications_are_listed_by_officer_group(api: TestClient):
+    for proposal_id, group in [("p-1", "foia-officers"), ("p-1", "privacy-office"), ("p-2", "foia-officers")]:
+        notification = {"message": f"Policy #{proposal_id} live", "proposalId": proposal_id, "group": group}
+        api.post("/notifications", json=notification).raise_for_status()
+    api.post("/notifications", json={"message": "Policy #p-1 live", "proposalId": "p-1"})  # no group named
+
+    foia = api.get("/notifications", params={"group": "foia-officers"}).json()["items"]
+    privacy_p1 = api.get("/notifications", params={"group": "privacy-office", "proposalId": "p-1"}).json()["items"]
+    of_p1 = api.get("/notifications", params={"proposalId": "p-1"}).json()["items"]
+
+    assert [(n["proposalId"], n["group"]) for n in foia] == [("p-1", "foia-officers"), ("p-2", "foia-officers")]
+    assert [(n["proposalId"], n["group"]) for n in privacy_p1] == [("p-1", "privacy-office")]
+    assert [n.get("group") for n in of_p1] == ["foia-officers", "privacy-office", None]
+    assert api.get("/notifications", params={"group": "nobody"}).json() == {"items": []}
+
+
+@pytest.mark.parametrize("group", ["", "g" * 201, 5, ["foia-officers"]], ids=["empty", "too-long", "number", "list"])
+def test_a_group_is_a_name(api: TestClient, group):
+    answer = api.post("/notifications", json={"message": "m", "group": group})
+
+    assert answer.status_code == 422
+    assert "group" in answer.json()["error"]
+    assert api.get("/notifications").json() == {"items": []}
+
+
 def test_audit_log_lists_entries_oldest_first_with_all_fields(api: TestClient):
     first = api.post(
         "/audit/log", json={"proposalId": "p-1", "action": "proposal.orchestrated", "outcome": "failed", "runId": "r1"}

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from hms_backend import Settings, create_app
 from hms_backend.idempotency import UnkeptAnswer, keyed_request
-from hms_backend.storage import Storage
+from hms_backend.storage import SCHEMA_VERSION, DatabaseOfAnotherSchema, Storage
 
 
 def test_data_survives_a_restart(settings: Settings, token: str):
@@ -40,6 +40,41 @@ def test_data_survives_a_restart(settings: Settings, token: str):
 def test_storage_is_one_sqlite_file_in_wal_mode(api: TestClient, settings: Settings):
     with sqlite3.connect(settings.database_path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# No migrations before the first release: a database of another schema is refused, never half-used.
+
+EARLIER_SCHEMA = """
+CREATE TABLE decisions (decision_id TEXT PRIMARY KEY, proposal_id TEXT NOT NULL, status TEXT NOT NULL);
+INSERT INTO decisions VALUES ('d-1', 'p-1', 'approved');
+"""
+
+
+def test_a_database_of_another_schema_is_refused_and_left_as_it_was(tmp_path: Path):
+    path = tmp_path / "hms.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(EARLIER_SCHEMA)
+
+    with pytest.raises(DatabaseOfAnotherSchema, match="start afresh") as refused:
+        Storage.open(path)
+
+    assert str(path) in str(refused.value)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchall() == [("decisions",)]
+        assert db.execute("SELECT * FROM decisions").fetchall() == [("d-1", "p-1", "approved")]
+
+
+def test_a_new_database_is_made_with_the_schema_of_this_backend_and_opens_again(tmp_path: Path):
+    path = tmp_path / "hms.sqlite3"
+
+    with Storage.open(path) as storage:
+        storage.apply_policy({"id": "p-1", "rule": "r"}, scope="default")
+    with Storage.open(path) as reopened:
+        versions = reopened.policy_versions("p-1")
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert [v["version"] for v in versions] == [1]
 
 
 # Crash-safe idempotency: a side effect and the answer kept for its Idempotency-Key are one write.
@@ -85,10 +120,25 @@ WRITES = {
         lambda storage, decision_id: storage.settle_review(decision_id, status="approved", reason="ok", reviewer="a"),
         _decisions,
     ),
+    "revoke_decision": (
+        _in_review,
+        lambda storage, decision_id: storage.revoke_decision(decision_id, reason="withdrawn", by="carol"),
+        _decisions,
+    ),
+    "suspend": (
+        lambda storage: None,
+        lambda storage, _: storage.suspend("policy", reason="incident", by="ops"),
+        lambda storage: storage.suspensions(),
+    ),
+    "lift_suspension": (
+        lambda storage: storage.suspend("all", reason="incident", by="ops"),
+        lambda storage, _: storage.lift_suspension("all"),
+        lambda storage: storage.suspensions(),
+    ),
     "apply_policy": (
         lambda storage: None,
-        lambda storage, _: storage.apply_policy({"id": "p-1", "rule": "r"}),
-        lambda storage: storage.policy_versions("p-1"),
+        lambda storage, _: storage.apply_policy({"id": "p-1", "rule": "r"}, scope="default"),
+        lambda storage: [storage.policy_versions("p-1"), storage.live_rule("default")],
     ),
     "record_notification": (
         lambda storage: None,
@@ -158,8 +208,8 @@ def test_a_keyed_write_keeps_the_answer_it_gives(storage: Storage, write):
 
 def test_a_keyed_request_gets_one_write(storage: Storage):
     with keyed_request("/svc/policy", "k"):
-        storage.apply_policy({"id": "p-1", "rule": "r"})
+        storage.apply_policy({"id": "p-1", "rule": "r"}, scope="default")
         with pytest.raises(UnkeptAnswer, match="already answered"):
-            storage.apply_policy({"id": "p-1", "rule": "r"})
+            storage.apply_policy({"id": "p-1", "rule": "r"}, scope="default")
 
     assert [v["version"] for v in storage.policy_versions("p-1")] == [1]
