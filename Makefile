@@ -22,7 +22,7 @@ $(INSTALLED): requirements.txt constraints.txt pyproject.toml
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
-# Ports and the crash-loop limit of `make run` (docs/launcher.md): e.g. `make run API_PORT=8081
+# Ports and the crash-loop limit of `make run` (docs/operations.md): e.g. `make run API_PORT=8081
 # BACKEND_PORT=8091`; the same with HMS_ in front in the environment (HMS_API_PORT=8081 make run).
 STACK_SETTINGS = $(if $(API_PORT),--api-port $(API_PORT)) $(if $(BACKEND_PORT),--backend-port $(BACKEND_PORT)) \
   $(if $(CRASH_LOOP_RESTARTS),--crash-loop-restarts $(CRASH_LOOP_RESTARTS)) \
