@@ -14,40 +14,16 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from hms_stack.stack import ROOT, CrashLoop, Stack, StackError, describe_group, summary
+from hms_stack import processes, status
+from hms_stack.console import Console, CrashLoop, StackError, describe_group, ordered, running, summary, when
+from hms_stack.lock import is_launcher
+from hms_stack.stack import ROOT, Stack
 
 SAMPLE_PROPOSAL = ROOT / "config" / "sample_proposal.json"
 # How long `make stop` lets a launcher stop its own stack before it ends the launcher itself.
 LAUNCHER_STOP_TIMEOUT = 120.0
-# Start order, for listings: the database first, Airflow's workers last.
-ORDER = ["launcher", "postgres", "hms-backend", "redis", "setup", "api-server", "scheduler", "dag-processor",
-         "triggerer"]
-
-
-class Console:
-    """The launcher's output: the terminal while there is one (after SIGHUP writes fail, and the
-    clean-up must go on), and always logs/launcher.log."""
-
-    def __init__(self, log_file: Path) -> None:
-        self.log_file = log_file
-        self.terminal = True
-
-    def say(self, line: str) -> None:
-        if self.terminal:
-            try:
-                print(line, flush=True)
-            except OSError:
-                self.terminal = False
-        try:
-            with open(self.log_file, "a") as out:
-                stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-                out.writelines(f"{stamp} {part}\n" for part in line.strip("\n").splitlines())
-        except OSError:
-            pass
 
 
 def run(stack: Stack) -> int:
@@ -62,9 +38,7 @@ def run(stack: Stack) -> int:
     # Ctrl-C, `make stop` and a closed terminal (SIGHUP) all stop the stack cleanly.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
-    from hms_stack.processes import become_subreaper
-
-    become_subreaper()  # orphans of a crashed component re-parent to the launcher, which reaps them
+    processes.become_subreaper()  # orphans of a crashed component re-parent to the launcher, which reaps them
     try:
         stack.start(log=console.say, launcher=True)
     except KeyboardInterrupt:  # start() has stopped whatever it had started
@@ -75,17 +49,7 @@ def run(stack: Stack) -> int:
     except StackError as err:  # start() has stopped whatever it had started
         print(err, file=sys.stderr)
         return 1
-    console.say(
-        f"\nHMS Management Layer is running.\n"
-        f"  Airflow UI and REST API  {stack.api_url}   (users admin, agent, analyst, reviewer)\n"
-        f"  HMS reference backend    {stack.hms_url}\n"
-        f"  credentials              {stack.state / 'credentials.json'}\n"
-        f"  logs                     {stack.log_dir}\n\n"
-        f"Submit a sample proposal from another terminal:\n"
-        f"  make submit\n\n"
-        f"A component that exits is restarted; `make status` lists them.\n"
-        f"Ctrl-C stops everything (or `make stop` from another terminal).\n"
-    )
+    console.say(running(stack))
     # A closed terminal sends SIGHUP to its session leader only: where that is make itself (`ssh -t
     # host make run`), make waits and the launcher hears nothing, but its terminal stops being one.
     terminal = [fd for fd in (0, 1, 2) if os.isatty(fd)]
@@ -119,8 +83,8 @@ def stop(stack: Stack) -> int:
     holder = stack.holder()
     stopped = {name: describe_group(group) for name, group in stack.find_processes().items()}
     lines: list[str] = []
-    if holder and _is_launcher(holder) and (launcher := _process(holder["pid"])):
-        print(f"stopping the launcher (pid {launcher.pid}, running since {_when(holder.get('since'))}) …", flush=True)
+    if holder and is_launcher(holder) and (launcher := processes.live(holder["pid"])):
+        print(f"stopping the launcher (pid {launcher.pid}, running since {when(holder.get('since'))}) …", flush=True)
         launcher.terminate()
         if not _wait_until(lambda: stack.holder() is None, LAUNCHER_STOP_TIMEOUT):
             print(f"the launcher did not stop within {LAUNCHER_STOP_TIMEOUT:.0f} s; killing it", flush=True)
@@ -131,59 +95,12 @@ def stop(stack: Stack) -> int:
         print(f"the stack is run by pid {holder['pid']} (a test or a benchmark, not `make run`); "
               f"stopping its processes", flush=True)
     stopped.update({name: text for name, text in stack.stop().items() if name not in stopped})
-    lines += [f"stopped {name} ({stopped[name]})" for name in _ordered(stopped)]
+    lines += [f"stopped {name} ({stopped[name]})" for name in ordered(stopped)]
     if not lines:
         print(f"no stack is running from {stack.state}")
         return 0
     print("\n".join(lines))
     return 0
-
-
-def status(stack: Stack) -> int:
-    import psutil
-
-    holder = stack.holder()
-    found = stack.find_processes()
-    if holder is None and not found:
-        print(f"no stack is running from {stack.state}")
-        return 1
-    info = stack.read_state_file()
-    if holder and _is_launcher(holder):
-        print(f"running from {stack.state}: launcher pid {holder['pid']} since {_when(holder.get('since'))}")
-    elif holder:
-        print(f"running from {stack.state}: run by pid {holder['pid']} (a test or a benchmark) "
-              f"since {_when(holder.get('since'))}")
-    else:
-        print(f"no launcher runs for {stack.state}, but processes of its stack are left: `make stop` ends them")
-    if info.get("api_url"):
-        print(f"UI {info['api_url']}   HMS backend {info.get('hms_url', '?')}")
-    listening: dict[int, list[str]] = {}
-    try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.pid:
-                listening.setdefault(conn.pid, []).append(f"{conn.laddr.ip}:{conn.laddr.port}")
-    except psutil.AccessDenied:
-        pass
-    components = info.get("components", {}) if isinstance(info.get("components"), dict) else {}
-    print(f"{'component':14} {'pid':>8} {'uptime':>9} {'restarts':>8} {'processes':>9}  ports")
-    for name in _ordered({**components, **found}):
-        group = found.get(name, [])
-        recorded = components.get(name, {}) if isinstance(components.get(name), dict) else {}
-        restarts = recorded.get("restarts", "?")
-        if not group:
-            print(f"{name:14} {'-':>8} {'DOWN':>9} {restarts:>8} {0:>9}")
-            continue
-        root = next((p for p in group if p.pid == recorded.get("pid")), None)
-        if root is None and recorded:  # what a dead process left behind
-            print(f"{name:14} {'dead':>8} {'-':>9} {restarts:>8} {len(group):>9}  its orphans: `make stop` ends them")
-            continue
-        root = root or group[0]
-        ports = sorted({port for proc in group for port in listening.get(proc.pid, [])})
-        if name == "postgres":
-            ports = [f"socket in {stack.pgdata}"]
-        print(f"{name:14} {root.pid:>8} {_duration(time.time() - root.create_time()):>9} {restarts:>8} "
-              f"{len(group):>9}  {', '.join(ports)}")
-    return 0 if holder else 1
 
 
 def submit(stack: Stack, proposal_file: Path) -> int:
@@ -207,52 +124,30 @@ def submit(stack: Stack, proposal_file: Path) -> int:
     try:
         with ManagementClient(stack.api_url, "agent", password) as hms:
             try:
-                status = hms.submit(proposal)
+                answer = hms.submit(proposal)
             except ApiError as err:
                 print(f"refused with {err.status}: {err.body}", file=sys.stderr)
                 return 1
-            print(f"submitted {status['id']}: {status['status']}\n  {status['links']['ui']}")
+            print(f"submitted {answer['id']}: {answer['status']}\n  {answer['links']['ui']}")
             shown: dict[str, str] = {}
             while True:
-                status = hms.status(proposal["id"])
-                for step in status.get("steps", []):
+                answer = hms.status(proposal["id"])
+                for step in answer.get("steps", []):
                     state = step["state"] or "waiting"
                     if shown.get(step["task_id"]) != state:
                         shown[step["task_id"]] = state
                         tries = f" (try {step['tries']})" if step["tries"] > 1 else ""
                         print(f"  {time.strftime('%H:%M:%S')}  {step['task_id']:28} {state}{tries}")
-                if status["status"] in OUTCOMES:
+                if answer["status"] in OUTCOMES:
                     break
                 time.sleep(0.5)
     except httpx.TransportError as err:
         raise StackError(f"the stack at {stack.api_url} does not answer ({err}); `make status` shows it") from None
-    print(f"{status['status']}: {status.get('reason')}")
-    return 0 if status["status"] == COMPLETED else 1
+    print(f"{answer['status']}: {answer.get('reason')}")
+    return 0 if answer["status"] == COMPLETED else 1
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-def _process(pid: Any):
-    """The live process with this pid, or None."""
-    import psutil
-
-    try:
-        return psutil.Process(int(pid))
-    except (psutil.NoSuchProcess, TypeError, ValueError):
-        return None
-
-
-def _is_launcher(holder: dict[str, Any]) -> bool:
-    """Whether the lock's holder is `python -m hms_stack run` (it stops its own stack when told),
-    as it wrote, or, if what it wrote is lost, as its command line says."""
-    if "launcher" in holder:
-        return bool(holder["launcher"])
-    try:
-        command = _process(holder["pid"]).cmdline()
-    except Exception:  # noqa: BLE001 (gone, or not ours to read)
-        return False
-    return "hms_stack" in command and "run" in command
-
 
 def _wait_until(condition, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
@@ -261,23 +156,6 @@ def _wait_until(condition, timeout: float) -> bool:
             return False
         time.sleep(0.2)
     return True
-
-
-def _when(epoch: Any) -> str:
-    if not isinstance(epoch, int | float):
-        return "an unknown time"
-    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def _ordered(names) -> list[str]:
-    return sorted(names, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
 
 
 def _port(name: str, default: int) -> int:
@@ -338,7 +216,7 @@ def make_stack(args: argparse.Namespace) -> Stack:
 
         return DistributedStack(**settings, redis_port=given(args.redis_port, lambda: _port("HMS_REDIS_PORT", 6379)))
     stack = Stack(**settings)
-    if args.command in ("submit", "status") and (api_url := stack.read_state_file().get("api_url")):
+    if args.command in ("submit", "status") and (api_url := status.read(stack).get("api_url")):
         stack.api_port = int(str(api_url).rsplit(":", 1)[1])  # where the running stack listens
     return stack
 
@@ -349,7 +227,7 @@ def main() -> int:
         stack = make_stack(args)
         if args.command == "submit":
             return submit(stack, args.file)
-        return {"run": run, "stop": stop, "status": status}[args.command](stack)
+        return {"run": run, "stop": stop, "status": status.show}[args.command](stack)
     except StackError as err:
         print(err, file=sys.stderr)
         return 1

@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hms_stack.stack import READY_TIMEOUT, Stack, StackError
+from hms_stack.console import StackError
+from hms_stack.readiness import READY_TIMEOUT, check_alive
+from hms_stack.stack import Stack
 
 WORKER_PREFIX = "worker-"
 # Each worker runs this many tasks at once: two workers × 4 keep a 2-core machine busy without
@@ -90,7 +92,7 @@ class DistributedStack(Stack):
         deadline = time.monotonic() + READY_TIMEOUT
         for name in self.worker_names:
             while not self.worker_ready(name):
-                self._check_alive()
+                check_alive(self)
                 if time.monotonic() > deadline:
                     raise StackError(f"{name} did not connect to the broker; its log: {self.log_file(name)}")
                 time.sleep(0.3)

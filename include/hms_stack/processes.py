@@ -1,4 +1,5 @@
-"""Which processes belong to a stack, and how to end them, whatever happened to the launcher.
+"""Which processes belong to a stack, and how to end them, whatever happened to the launcher; and
+how a stack starts them, marked.
 
 Every process a stack starts carries two environment variables, which its children inherit through
 fork and exec: HMS_STACK_STATE=<absolute state folder> and HMS_STACK_COMPONENT=<name>. A stack's
@@ -30,10 +31,12 @@ import errno
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -51,6 +54,20 @@ IDLE_LOCAL_WORKER = ("airflow worker -- LocalExecutor", "<idle>")
 def markers(state: Path, component: str) -> dict[str, str]:
     """Environment that marks a process (and all its descendants) as one of a stack's."""
     return {STATE_MARK: str(state), COMPONENT_MARK: component, "SPT_NOENV": "1"}
+
+
+def start(state: Path, component: str, cmd: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen:
+    """Start a component's process, marked, in a session of its own, its output appended to `log`."""
+    with open(log, "ab") as out:  # the child holds its own copy
+        return subprocess.Popen(cmd, env={**env, **markers(state, component)}, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def run(state: Path, cmd: list[str], env: Mapping[str, str], log: Path) -> int:
+    """Run a set-up command to its end, marked as the stack's `setup`, its output appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.run(cmd, env={**env, **markers(state, "setup")}, stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL).returncode
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,14 @@ def _component(proc: psutil.Process, state: str, by_name: Mapping[str, tuple[str
         if Path(proc.cwd()) == daemon.workdir and Path(proc.exe()).resolve() == daemon.executable.resolve():
             return name
     return None
+
+
+def live(pid: Any) -> psutil.Process | None:
+    """The live process with this pid, or None."""
+    try:
+        return psutil.Process(int(pid))
+    except (psutil.NoSuchProcess, TypeError, ValueError):
+        return None
 
 
 def belongs(pid: int, state: Path, component: str) -> bool:

@@ -1,13 +1,31 @@
-"""Secrets of a local stack: generated once into the state folder, never defaulted in code."""
+"""Secrets of a local stack: generated once into the state folder, never defaulted in code, and
+the files that hand them to the processes that need them (the users' passwords to Airflow, the
+JWT secret to the HMS backend, the credentials to the person at the keyboard)."""
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 from typing import Any
 
-from hms_deploy.setup import USERS, write_private
+from hms_deploy.setup import USERS, connections, write_private
+from hms_management.orchestration.airflow_api import AUTOMATION_USER
+from hms_stack.console import StackError
+
+
+def prepare(state: Path) -> tuple[dict[str, Any], str]:
+    """This folder's secrets and the HMS token minted from them, with the users' files written;
+    StackError, in words, when secrets.json is broken."""
+    try:
+        secret = load_or_create(state)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise StackError(f"{state / 'secrets.json'} is broken ({type(err).__name__}: {err}); restore "
+                         f"it, or delete it to have new secrets and passwords made") from None
+    token = hms_token(secret)
+    write_user_files(state, secret, token)
+    return secret, token
 
 
 def load_or_create(state: Path) -> dict[str, Any]:
@@ -37,3 +55,28 @@ def write_user_files(state: Path, secret: dict[str, Any], hms_token: str) -> Non
     """The passwords file Airflow reads, and credentials.json for the person at the keyboard."""
     write_private(state / "passwords.json", secret["passwords"])
     write_private(state / "credentials.json", {"airflow": secret["passwords"], "hms_token": hms_token})
+
+
+def hms_token(secret: dict[str, Any]) -> str:
+    """The Management Layer's token for the HMS backend, minted from this folder's secret."""
+    from hms_backend.auth import mint_token
+
+    return mint_token(secret["hms_jwt_secret"], "hms-management-layer", 365 * 24 * 3600)
+
+
+def hms_secret_file(state: Path, secret: dict[str, Any]) -> Path:
+    """The HMS backend's JWT secret as a private file, for its --secret-file."""
+    path = state / "hms_jwt_secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret["hms_jwt_secret"])
+    return path
+
+
+def write_connections(state: Path, hms_token: str, *, hms: tuple[str, int], api: tuple[str, int]) -> Path:
+    """The deployment's connections, pointing at this stack's HMS backend and api-server (host,
+    port), as a private file for the import: the token and the automation user's password."""
+    return write_private(state / "connections.json", connections(
+        hms_host=hms[0], hms_port=hms[1], hms_token=hms_token, api_host=api[0], api_port=api[1],
+        automation_password=load_or_create(state)["passwords"][AUTOMATION_USER]))

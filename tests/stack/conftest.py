@@ -13,7 +13,8 @@ import pytest
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/stack/" in str(item.fspath):
+        # A module that starts no stack (STARTS_NO_STACK = True: lock files, the wheel) stays a unit test.
+        if "tests/stack/" in str(item.fspath) and not getattr(item.module, "STARTS_NO_STACK", False):
             item.add_marker(pytest.mark.stack)
             item.add_marker(pytest.mark.e2e)  # `make test-unit` starts no stack
 

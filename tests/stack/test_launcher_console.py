@@ -20,7 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hms_stack.stack import AlreadyRunning, PortBusy, Stack, free_port
+from hms_stack.console import AlreadyRunning, PortBusy
+from hms_stack.stack import Stack, free_port
 
 from .launcher import Launcher, Proposals, count, proposal_ids, stack_processes, still_running, wait_for
 

@@ -9,14 +9,21 @@ from pathlib import Path
 
 import psutil
 
-from hms_stack.stack import Stack
+from hms_stack.postgres import EmbeddedPostgres
+
+STARTS_NO_STACK = True  # conftest: runs in `make test-unit` too
 
 
-def lock_naming(tmp: Path, pid: int) -> Stack:
-    stack = Stack(tmp / ".state")
-    stack.pgdata.mkdir(parents=True)
-    (stack.pgdata / "postmaster.pid").write_text(f"{pid}\n{stack.pgdata}\n")
-    return stack
+def database_in(tmp: Path) -> EmbeddedPostgres:
+    database = EmbeddedPostgres(tmp / ".state" / "postgres")
+    database.pgdata.mkdir(parents=True)
+    return database
+
+
+def lock_naming(tmp: Path, pid: int) -> EmbeddedPostgres:
+    database = database_in(tmp)
+    (database.pgdata / "postmaster.pid").write_text(f"{pid}\n{database.pgdata}\n")
+    return database
 
 
 def test_a_lock_naming_a_zombie_is_removed(tmp_path):
@@ -24,40 +31,40 @@ def test_a_lock_naming_a_zombie_is_removed(tmp_path):
     child = subprocess.Popen(["true"])
     while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
         time.sleep(0.01)
-    stack = lock_naming(tmp_path, child.pid)
+    database = lock_naming(tmp_path, child.pid)
 
-    assert stack._forget_dead_postmaster()
-    assert not (stack.pgdata / "postmaster.pid").exists()
+    assert database.forget_dead_postmaster()
+    assert not (database.pgdata / "postmaster.pid").exists()
     child.wait()
 
 
 def test_a_lock_naming_a_process_that_is_gone_is_removed(tmp_path):
     child = subprocess.Popen(["true"])
     child.wait()
-    stack = lock_naming(tmp_path, child.pid)
+    database = lock_naming(tmp_path, child.pid)
 
-    assert stack._forget_dead_postmaster()
-    assert not (stack.pgdata / "postmaster.pid").exists()
+    assert database.forget_dead_postmaster()
+    assert not (database.pgdata / "postmaster.pid").exists()
 
 
 def test_a_lock_naming_a_live_server_in_its_data_directory_is_kept(tmp_path):
-    stack = lock_naming(tmp_path, 0)
-    server = subprocess.Popen(["sleep", "30"], cwd=stack.pgdata)  # stands in for a live postmaster
+    database = lock_naming(tmp_path, 0)
+    server = subprocess.Popen(["sleep", "30"], cwd=database.pgdata)  # stands in for a live postmaster
     try:
-        (stack.pgdata / "postmaster.pid").write_text(f"{server.pid}\n{stack.pgdata}\n")
-        assert not stack._forget_dead_postmaster()
-        assert (stack.pgdata / "postmaster.pid").exists()
+        (database.pgdata / "postmaster.pid").write_text(f"{server.pid}\n{database.pgdata}\n")
+        assert not database.forget_dead_postmaster()
+        assert (database.pgdata / "postmaster.pid").exists()
     finally:
         server.kill()
         server.wait()
 
 
 def test_a_lock_whose_pid_was_reused_by_another_program_is_removed(tmp_path):
-    stack = lock_naming(tmp_path, 0)
+    database = lock_naming(tmp_path, 0)
     other = subprocess.Popen(["sleep", "30"], cwd=tmp_path)  # alive, but not working in the data directory
     try:
-        (stack.pgdata / "postmaster.pid").write_text(f"{other.pid}\n{stack.pgdata}\n")
-        assert stack._forget_dead_postmaster()
+        (database.pgdata / "postmaster.pid").write_text(f"{other.pid}\n{database.pgdata}\n")
+        assert database.forget_dead_postmaster()
     finally:
         other.kill()
         other.wait()
@@ -69,20 +76,19 @@ def test_the_sockets_lock_naming_a_zombie_goes_too(tmp_path):
     child = subprocess.Popen(["true"])
     while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
         time.sleep(0.01)
-    stack = lock_naming(tmp_path, child.pid)
-    (stack.pgdata / ".s.PGSQL.5432.lock").write_text(f"{child.pid}\n{stack.pgdata}\n")
+    database = lock_naming(tmp_path, child.pid)
+    (database.pgdata / ".s.PGSQL.5432.lock").write_text(f"{child.pid}\n{database.pgdata}\n")
 
-    assert stack._forget_dead_postmaster()
-    assert list(stack.pgdata.iterdir()) == []
+    assert database.forget_dead_postmaster()
+    assert list(database.pgdata.iterdir()) == []
     child.wait()
 
 
 def test_the_sockets_lock_alone_is_removed_when_its_server_is_gone(tmp_path):
     child = subprocess.Popen(["true"])
     child.wait()
-    stack = Stack(tmp_path / ".state")
-    stack.pgdata.mkdir(parents=True)
-    (stack.pgdata / ".s.PGSQL.5432.lock").write_text(f"{child.pid}\n{stack.pgdata}\n")
+    database = database_in(tmp_path)
+    (database.pgdata / ".s.PGSQL.5432.lock").write_text(f"{child.pid}\n{database.pgdata}\n")
 
-    assert stack._forget_dead_postmaster()
-    assert not (stack.pgdata / ".s.PGSQL.5432.lock").exists()
+    assert database.forget_dead_postmaster()
+    assert not (database.pgdata / ".s.PGSQL.5432.lock").exists()
