@@ -69,7 +69,7 @@ def proposal_orchestration():
     @task(task_id=FLAG_FAILURE, trigger_rule=TriggerRule.ONE_FAILED)
     def fail_run_if_a_step_failed(**context: Context) -> None:
         """Runs only when a step failed, and fails, so that the run's state tells the truth."""
-        from hms_management.orchestration.run_state import raise_failure
+        from hms_management.orchestration.progress import raise_failure
 
         raise_failure(context)
 

@@ -4,7 +4,8 @@
   proposals on Airflow's own trigger endpoint before a run exists;
 - UI: the analysts' desk — *Proposals* in the navigation, and a *Proposal* tab on every run page —
   pages of /management/desk shown in the UI's iframes (signed in by the UI's own cookie);
-- scheduler: the listener that writes each proposal run's outcome into its run note.
+- scheduler: the listener that keeps each proposal's record in step with its run, and writes the
+  outcome into the run note.
 
 Every Airflow process imports this file, task processes too: keep its imports light.
 """
@@ -14,15 +15,15 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from hms_management.api.admission import ProposalAdmissionMiddleware
-from hms_management.api.lazy_app import LazyApp
-from hms_management.orchestration import run_notes
+from hms_management.api.lazy_app import management_app
+from hms_management.orchestration import run_listener
 
 
 class HmsManagementPlugin(AirflowPlugin):
     name = "hms_management"
-    listeners = [run_notes]
+    listeners = [run_listener]
     fastapi_apps = [
-        {"app": LazyApp("hms_management.api.app:app"), "url_prefix": "/management",
+        {"app": management_app(), "url_prefix": "/management",
          "name": "HMS Management API"},
     ]
     # The UI fills {DAG_ID} and {RUN_ID} of a dag_run view's href (URL-encoded) for the run shown.

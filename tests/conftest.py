@@ -31,8 +31,9 @@ def pytest_unconfigure(config) -> None:
 
 
 # -- clients of a live stack: `stack` is tests/live_stack.py's (e2e, browser), or tests/distributed's --
+# -- and the proposal records' database without a stack: tests/records_db.py's `proposal_records` ------
 
-pytest_plugins = ["tests.live_stack"]
+pytest_plugins = ["tests.live_stack", "tests.records_db"]
 
 import httpx  # noqa: E402 (after the environment above)
 import pytest  # noqa: E402

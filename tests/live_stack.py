@@ -60,6 +60,8 @@ def stack() -> Iterator[Stack]:
             "AIRFLOW__HMS_MANAGEMENT__MAX_RUNNING_PROPOSALS": str(MAX_RUNNING_PROPOSALS),
             # The tests start sweeps themselves; a scheduled one would blur their counts.
             "AIRFLOW__HMS_MANAGEMENT__BACKLOG_SWEEP_SCHEDULE": "none",
+            # A record whose run was deleted or whose end was lost is repaired in seconds.
+            "AIRFLOW__HMS_MANAGEMENT__RECORDS_REPAIR_SECONDS": "2",
         },
     )
     live.start(log=lambda line: print(f"[stack] {line}", file=sys.stderr))

@@ -1,13 +1,12 @@
 """Page time of the analysts' desk with 100,000 proposals: `python -m hms_bench.desk_pages`.
 
-Starts a stack of its own, runs one real proposal (whose task instances the synthetic ones copy),
-pauses proposal_orchestration so that nothing touches what is written next, and writes N synthetic
-proposals straight into the metadata database (synthetic.sql: INSERT … SELECT generate_series, in
-the exact form real runs leave). Then it asks for each page as an analyst's browser would, one
-request at a time through the api-server, and reports p50/p95 per page: the JSON list (the default
-page, each status, a submitter, a common and a rare text), /management/counts, and the desk's HTML
-pages (which read the counts and a page of the list). Prints the table and writes
-bench-results/desk_pages.json.
+Starts a stack of its own, runs one real proposal, pauses proposal_orchestration so that nothing
+touches what is written next, and writes N synthetic proposal records straight into the Management
+Layer's database (`synthetic`: in the form real proposals leave them, each status settled by the
+same rule). Then it asks for each page as an analyst's browser would, one request at a time through
+the api-server, and reports p50/p95 per page: the JSON list (the default page, each status, a
+submitter, a common and a rare text), /management/counts, and the desk's HTML pages (which read the
+counts and a page of the list). Prints the table and writes bench-results/desk_pages.json.
 """
 
 from __future__ import annotations
@@ -17,19 +16,19 @@ import json
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from hms_bench import synthetic
 from hms_bench.measure import percentile
 from hms_management.client import ManagementClient
 from hms_management.domain.outcome import STATUSES
 from hms_management.domain.proposal import DAG_ID
 from hms_stack.stack import ROOT, Stack, free_port
 
-SYNTHETIC_SQL = Path(__file__).with_name("synthetic.sql")
 RESULTS = ROOT / "bench-results" / "desk_pages.json"
 TARGET_P95_MS = 300.0
 PREFIX = "synthetic-"
@@ -57,24 +56,28 @@ def pages(n: int) -> dict[str, str]:
     return listed
 
 
-def write_synthetic(stack: Stack, n: int, template_run_id: str) -> float:
-    """N synthetic proposals in one transaction, then fresh planner statistics; the seconds it took."""
+def write_synthetic(stack: Stack, n: int) -> float:
+    """N synthetic proposal records in one transaction, then fresh planner statistics; the seconds it took."""
+    from psycopg2.extras import execute_values
     from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from hms_deploy.database import RECORDS_DATABASE
 
     started = time.monotonic()
-    engine = create_engine(stack.db_uri)
+    engine = create_engine(make_url(stack.db_uri).set(database=RECORDS_DATABASE))
+    rows = synthetic.records(n, now=datetime.now(UTC), step_s=STEP_S, review_timeout=timedelta(
+        seconds=REVIEW_TIMEOUT_S), prefix=PREFIX)
     with engine.raw_connection() as connection:
         with connection.cursor() as cursor:
-            cursor.execute(SYNTHETIC_SQL.read_text(), {
-                "n": n, "step_s": STEP_S, "review_timeout_s": REVIEW_TIMEOUT_S, "queued": 12, "running": 12,
-                "prefix": PREFIX, "template_run_id": template_run_id})
+            execute_values(cursor, f"INSERT INTO proposals ({', '.join(synthetic.COLUMNS)}) VALUES %s", rows,
+                           page_size=2000)
         connection.commit()
-        # As autovacuum leaves the tables soon after such a load: planner statistics of tables and
-        # indexes as they are now, and pages marked all-visible (index-only scans need no table read).
+        # As autovacuum leaves the table soon after such a load: planner statistics of the table and
+        # its indexes as they are now, and pages marked all-visible (index-only scans need no table read).
         connection.dbapi_connection.autocommit = True
         with connection.cursor() as cursor:
-            for table in ("dag_run", "task_instance", "xcom"):  # one by one: VACUUM refuses a transaction
-                cursor.execute(f"VACUUM ANALYZE {table}")
+            cursor.execute("VACUUM ANALYZE proposals")
     engine.dispose()
     return time.monotonic() - started
 
@@ -103,20 +106,17 @@ def time_pages(http: httpx.Client, paths: dict[str, str], repeat: int, warmup: i
 
 
 def read_as_real_ones(analyst: httpx.Client) -> None:
-    """A synthetic proposal of each status reads the same one by one (status computed in Python
-    from its records) as in the lists (computed in SQL): they were written as real runs are. And the
-    counts read from the indexes are those of grouping every proposal (a text filter that every run
-    id matches takes that path)."""
-    counts = analyst.get("/management/counts").json()
-    grouped = analyst.get("/management/counts", params={"q": "proposal__"}).json()
-    if counts != grouped:
-        raise AssertionError(f"counts from the indexes {counts} differ from grouping every proposal {grouped}")
+    """A synthetic proposal of each status reads the same alone as in the lists, and the counts add
+    up to the lists' pages of each status (as real records do)."""
+    counts = analyst.get("/management/counts").json()["counts"]
     for status in STATUSES:
         items = analyst.get("/management/proposals", params={"status": status, "limit": 1}).json()["items"]
         for item in items:
             alone = analyst.get(f"/management/proposals/{item['id']}").json()
             if (alone["status"], alone["reason"]) != (item["status"], item["reason"]):
                 raise AssertionError(f"{item['id']}: listed {item['status']}, read alone {alone['status']}")
+        if bool(items) != bool(counts[status]):
+            raise AssertionError(f"counts say {counts[status]} {status}, the list has {len(items)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +152,7 @@ def measure(stack: Stack, n: int, repeat: int) -> dict[str, Any]:
                          headers={"Authorization": f"Bearer {stack.token()}"})
     admin.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": True}).raise_for_status()
     print(f"writing {n:,} synthetic proposals …", flush=True)
-    generated_s = write_synthetic(stack, n, f"proposal__{template}")
+    generated_s = write_synthetic(stack, n)
     print(f"  written in {generated_s:.1f} s", flush=True)
 
     analyst = httpx.Client(base_url=stack.api_url, timeout=60,

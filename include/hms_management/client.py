@@ -184,3 +184,7 @@ class ManagementClient:
         """A reviewer's decision on a proposal awaiting review; the raw answer (200, 403, 404, 409)."""
         return self._airflow.request("POST", f"/management/proposals/{proposal_id}/decision",
                                      json={"approved": approved, "reason": reason})
+
+    def revoke(self, proposal_id: str, *, reason: str) -> httpx.Response:
+        """A reviewer's revocation of a proposal that has not ended; the raw answer (200, 403, 404, 409)."""
+        return self._airflow.request("POST", f"/management/proposals/{proposal_id}/revoke", json={"reason": reason})

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hms_deploy.database import RECORDS_ENV, records_connection
 from hms_deploy.setup import DATABASE_SETUP_MODULE
 from hms_stack import processes, readiness, status
 from hms_stack import secrets as stack_secrets
@@ -139,6 +140,8 @@ class Stack:
             "AIRFLOW_HOME": str(self.state / "airflow"),
             "AIRFLOW_CONFIG": str(AIRFLOW_CFG),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_uri,
+            # The Management Layer's own records: a second database on the same server.
+            RECORDS_ENV: records_connection(db_uri),
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__API__BASE_URL": self.api_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",

@@ -1,9 +1,7 @@
 """The triggers against the reference backend, served over real HTTP on 127.0.0.1.
 
 `ReviewFeedTrigger` (the review watcher's one wait) fires when a reviewer decides, or when a
-deadline falls due, and keeps waiting through a governance outage; `GovernanceDecisionTrigger`
-(release 0.1's per-proposal wait, kept for proposals it parked) still resolves from its stored
-class path and reads decisions as strictly as the gate does.
+deadline falls due, and keeps waiting through a governance outage.
 """
 
 from __future__ import annotations
@@ -21,11 +19,8 @@ import uvicorn
 
 from hms_backend import Settings, create_app
 from hms_backend.auth import generate_secret, mint_token
-from hms_management.orchestration.triggers import GovernanceDecisionTrigger, ReviewFeedTrigger
+from hms_management.orchestration.triggers import ReviewFeedTrigger
 from hms_stack.stack import free_port
-
-# Where release 0.1 stored the trigger of a proposal it parked (the `trigger` table's classpath).
-RELEASE_0_1_CLASSPATH = "hms_management.governance.GovernanceDecisionTrigger"
 
 
 @pytest.fixture(scope="module")
@@ -136,40 +131,3 @@ def test_governance_down_the_feed_keeps_waiting_and_fires_once_it_is_back(hms):
 
     assert event == {"reason": "decided"}
     assert hms.get("/stats").json()["routes"]["GET /gov/decisions"]["faults_served"] == 3
-
-
-# -- release 0.1's per-proposal wait, for proposals it parked ------------------------------------------
-
-
-def legacy_trigger(decision_id: str, *, review_seconds: float = 30) -> GovernanceDecisionTrigger:
-    classpath, kwargs = GovernanceDecisionTrigger(
-        proposal={"id": "legacy", "rule": "r", "impact": "high"}, review_deadline=time.time() + review_seconds,
-        poll_interval=0.1, request_timeout=5, decision_id=decision_id).serialize()
-    assert classpath == RELEASE_0_1_CLASSPATH
-    module, name = classpath.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)(**kwargs)  # as the triggerer rebuilds it
-
-
-def test_a_proposal_parked_by_release_0_1_resumes_with_its_reviewers_decision(hms):
-    decision_id = in_review(hms, "legacy-approved")
-    reviewer = decide_soon(hms, decision_id, reason="fine")
-
-    event = first_event(legacy_trigger(decision_id))
-    reviewer.join()
-
-    assert event == {"status": "approved", "reason": "fine", "decision_id": decision_id, "reviewer": "rita"}
-
-
-def test_a_proposal_parked_by_release_0_1_times_out(hms):
-    event = first_event(legacy_trigger(in_review(hms, "legacy-timeout"), review_seconds=0.5))
-    assert event["status"] == "review_timeout"
-
-
-def test_release_0_1_wait_refuses_a_decision_record_it_does_not_know(hms):
-    decision_id = in_review(hms, "legacy-unknown")
-    hms.put("/admin/faults", json={"route": "/gov/decisions/{decision_id}", "method": "GET", "status": 200,
-                                   "body": json.dumps({"status": "escalated"}), "times": -1}).raise_for_status()
-
-    event = first_event(legacy_trigger(decision_id))
-
-    assert event["status"] == "error" and event["transient"] is False and "escalated" in event["reason"]

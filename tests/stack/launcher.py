@@ -279,8 +279,15 @@ class Proposals:
         return answer.json() if answer.status_code == 200 else {"status": "unknown", "steps": []}
 
     def running_steps(self, proposal_ids: list[str]) -> list[str]:
-        return [f"{pid}.{step['task_id']}" for pid in proposal_ids for step in self.status(pid).get("steps", [])
-                if step.get("state") == "running"]
+        """Steps of these proposals that a task process is running now, as Airflow says (`proposal.step`)."""
+        try:
+            answer = self._call("GET", "/api/v2/dags/proposal_orchestration/dagRuns/~/taskInstances",
+                                params={"state": "running", "limit": 100})
+        except httpx.TransportError:  # the api-server is being restarted
+            return []
+        runs = {f"proposal__{pid}": pid for pid in proposal_ids}
+        return [f"{runs[ti['dag_run_id']]}.{ti['task_id']}" for ti in answer.json().get("task_instances", [])
+                if ti["dag_run_id"] in runs] if answer.status_code == 200 else []
 
     def slow_policy_calls(self, milliseconds: int) -> None:
         """Every POST /svc/policy answers after a delay (a latency fault; status None: no error)."""

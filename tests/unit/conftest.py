@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
@@ -87,13 +88,16 @@ def hms(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedHms]:
 
 
 class FakeTaskInstance:
-    """XComs in a dict, keyed by (task id, key), as a task's own pushes and its upstreams' results."""
+    """A task instance as a task's code sees it: which task and try, and XComs in a dict."""
 
     map_index = -1
 
-    def __init__(self, task_id: str, xcoms: dict[tuple[str, str], Any] | None = None) -> None:
+    def __init__(self, task_id: str, *, try_number: int = 1, max_tries: int = 3) -> None:
         self.task_id = task_id
-        self.xcoms = dict(xcoms or {})
+        self.try_number = try_number
+        self.max_tries = max_tries
+        self.start_date = datetime.now(UTC)
+        self.xcoms: dict[tuple[str, str], Any] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[self.task_id, key] = value
@@ -101,12 +105,11 @@ class FakeTaskInstance:
     def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
         return self.xcoms.get((task_ids, key))
 
-    def pushed(self, key: str) -> Any:
-        return self.xcoms.get((self.task_id, key))
-
 
 def context_for(task_id: str, conf: dict[str, Any], *, run_id: str | None = None, clear_number: int = 0,
-                xcoms: dict[tuple[str, str], Any] | None = None) -> dict[str, Any]:
+                try_number: int = 1) -> dict[str, Any]:
+    """A task's context in a proposal run (the proposal's record lives in `proposal_records`)."""
     run_id = run_id or f"proposal__{conf.get('id')}"
-    return {"dag_run": SimpleNamespace(conf=conf, run_id=run_id, clear_number=clear_number),
-            "ti": FakeTaskInstance(task_id, xcoms)}
+    return {"dag_run": SimpleNamespace(conf=conf, run_id=run_id, clear_number=clear_number,
+                                       triggering_user_name="agent", start_date=datetime.now(UTC)),
+            "ti": FakeTaskInstance(task_id, try_number=try_number)}

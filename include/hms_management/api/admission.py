@@ -5,12 +5,16 @@ of the api-server checks `POST /api/v2/dags/proposal_orchestration/dagRuns` bodi
 proposal model as the DAG's first task, and fixes the run id to `proposal__<id>` so that a second
 submission of a proposal meets the first run (409) instead of starting another.
 
-It only judges callers allowed to trigger the DAG; anyone else reaches Airflow's own 401/403.
+It only judges callers allowed to trigger the DAG; anyone else reaches Airflow's own 401/403. Once
+Airflow has created the run, the proposal's record is admitted (`proposals.admit`), as for a
+proposal submitted through /management.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hms_management.domain.priority import run_after_for
 from hms_management.domain.proposal import DAG_ID, InvalidProposal, JsonBodyError, load_json, parse_proposal, run_id_for
 
+log = logging.getLogger(__name__)
 TRIGGER_PATH = f"/api/v2/dags/{DAG_ID}/dagRuns"
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -59,12 +64,11 @@ class ProposalAdmissionMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"].rstrip("/") == TRIGGER_PATH
-            and await _may_trigger(scope)
-        ):
+        if not (scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == TRIGGER_PATH):
+            await self.app(scope, receive, send)
+            return
+        user = await _trigger_user(scope)
+        if user is None:
             await self.app(scope, receive, send)
             return
 
@@ -90,20 +94,43 @@ class ProposalAdmissionMiddleware:
             await _answer(send, 400, refusal(errors))
             return
 
-        raw = json.dumps(admitted_body(body, now=datetime.now(UTC))).encode()
+        now = datetime.now(UTC)
+        raw = json.dumps(admitted_body(body, now=now)).encode()
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
         headers.append((b"content-length", str(len(raw)).encode()))
-        await self.app({**scope, "headers": headers}, _replay(raw), send)
+        answered: list[int] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered.append(message["status"])
+            await send(message)
+
+        await self.app({**scope, "headers": headers}, _replay(raw), watch)
+        if answered == [200]:  # the run exists now: its record follows
+            await _admit(parse_proposal(body["conf"]), user.get_name(), now)
 
 
-async def _may_trigger(scope: Scope) -> bool:
-    """Whether the caller may trigger the DAG (anyone else gets Airflow's own 401/403)."""
+async def _admit(proposal: Any, user_name: str, now: datetime) -> None:
+    """The record of a proposal whose run Airflow has just created. The answer is sent already: if
+    the record cannot be written now, the run's listener or first step writes it."""
+    from anyio import to_thread
+
+    from hms_management.api.proposals import admit
+
+    try:
+        await to_thread.run_sync(functools.partial(admit, proposal, user_name, now=now))
+    except Exception:
+        log.exception("could not admit the record of %s; its run will write it", proposal.id)
+
+
+async def _trigger_user(scope: Scope) -> Any | None:
+    """The caller, if they may trigger the DAG (anyone else gets Airflow's own 401/403)."""
     from starlette.requests import HTTPConnection
 
     from hms_management.api.auth import may, user_of
 
     user = await user_of(HTTPConnection(scope))
-    return user is not None and may(user, "POST")
+    return user if user is not None and may(user, "POST") else None
 
 
 def is_json(content_type: str) -> bool:

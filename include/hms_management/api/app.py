@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -24,8 +25,8 @@ from hms_management.api import proposals as proposal_runs
 from hms_management.api.admission import MAX_BODY_BYTES, is_json, read_body, refusal
 from hms_management.api.auth import may, user_of
 from hms_management.api.docs import add_docs
-from hms_management.api.proposals import Filters, ProposalConflict, ProposalView
-from hms_management.api.reviews import ReviewRefused, decide
+from hms_management.api.proposals import Filters, ProposalConflict
+from hms_management.api.reviews import ReviewRefused, decide, revoke
 from hms_management.api.share import in_agents_share
 from hms_management.domain.outcome import STATUSES
 from hms_management.domain.proposal import (
@@ -37,9 +38,10 @@ from hms_management.domain.proposal import (
     Proposal,
     load_json,
     parse_proposal,
-    run_id_for,
 )
+from hms_management.records.store import ProposalRecord, decode_cursor
 
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
 MAX_WAIT_SECONDS = 60.0
 MAX_PAGE = 200
 # Waiting requests sleep between looks at the database, longer as they wait: they hold no
@@ -87,6 +89,8 @@ class ProposalStatus(BaseModel):
                           "created_at (in review since) and deadline")
     rule: dict[str, Any] | str | None = Field(None, description="The rule to put live (on a proposal's own page)")
     steps: list[StepState] | None = None
+    checks: list[dict[str, Any]] | None = Field(
+        None, description="The decision log: governance's answer before each step (step, service, answer, when)")
     links: Links
 
     model_config = {"json_schema_extra": {"examples": [{
@@ -108,6 +112,14 @@ class Decision(BaseModel):
     model_config = {"extra": "forbid"}
 
     approved: bool = Field(strict=True)
+    reason: str = Field(min_length=1, max_length=1000, description="Why; kept in the audit record")
+
+
+class Revocation(BaseModel):
+    """A reviewer's revocation of governance's decision on a proposal that has not ended."""
+
+    model_config = {"extra": "forbid"}
+
     reason: str = Field(min_length=1, max_length=1000, description="Why; kept in the audit record")
 
 
@@ -153,27 +165,33 @@ async def _bad_json(request: Request, err: JsonBodyError) -> JSONResponse:
     return JSONResponse(refusal([{"field": "(body)", "reason": str(err)}]), 400)
 
 
-def _status(view: ProposalView, *, details: bool) -> dict[str, Any]:
-    conf = view.conf
+def _status(record: ProposalRecord, *, details: bool) -> dict[str, Any]:
     body = ProposalStatus(
-        id=view.id,
-        run_id=view.run_id,
-        status=view.status,
-        reason=view.reason,
-        failed_step=view.failed_step,
-        title=conf.get("title"),
-        submitted_by=view.submitted_by,
-        priority=conf.get("priority"),
-        impact=conf.get("impact"),
-        submitted_at=view.queued_at,
-        ended_at=view.end_date if view.terminal else None,
-        governance=view.decision,
-        rule=conf.get("rule") if details else None,
-        steps=[StepState(task_id=s.task_id, state=s.state, tries=s.try_number, start_date=s.start_date,
-                         end_date=s.end_date) for s in view.steps] if details else None,
-        links=Links(ui=proposal_runs.ui_link(view.run_id), status=f"/management/proposals/{view.id}"),
+        id=record.id,
+        run_id=record.run_id,
+        status=record.status,
+        reason=record.reason,
+        failed_step=record.failed_step,
+        title=record.title,
+        submitted_by=record.submitted_by,
+        priority=record.priority,
+        impact=record.impact,
+        submitted_at=record.submitted_at,
+        ended_at=record.ended_at if record.terminal else None,
+        governance=record.decision,
+        rule=record.proposal.get("rule") if details else None,
+        steps=_steps(record) if details else None,
+        checks=record.checks if details else None,
+        links=Links(ui=proposal_runs.ui_link(record.run_id), status=f"/management/proposals/{record.id}"),
     )
-    return body.model_dump(mode="json", exclude=None if details else {"steps", "rule"})
+    return body.model_dump(mode="json", exclude=None if details else {"steps", "rule", "checks"})
+
+
+def _steps(record: ProposalRecord) -> list[StepState]:
+    """Each step of the workflow as the record holds it; a step that has not run yet has no state."""
+    return [StepState(task_id=task_id, state=entry.get("state"), tries=entry.get("tries", 0),
+                      start_date=entry.get("started_at"), end_date=entry.get("ended_at"))
+            for task_id, entry in record.shown_steps()]
 
 
 async def _read_body(request: Request) -> bytes:
@@ -195,14 +213,24 @@ async def _refused(request: Request, err: _Refused) -> JSONResponse:
     return JSONResponse({"detail": err.reason}, err.status)
 
 
-async def _wait_until_terminal(proposal_id: str, seconds: float) -> ProposalView | None:
-    """The proposal once it ends, or as it stands when time runs out; None if its run is deleted."""
+class _Invalid(Exception):
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = errors
+
+
+@app.exception_handler(_Invalid)
+async def _invalid(request: Request, err: _Invalid) -> JSONResponse:
+    return JSONResponse(refusal(err.errors), 400)
+
+
+async def _wait_until_terminal(proposal_id: str, seconds: float) -> ProposalRecord | None:
+    """The proposal once it ends, or as it stands when time runs out; None if it is unknown."""
     deadline, pause = time.monotonic() + seconds, FIRST_LOOK_AFTER
     while True:
-        run = await in_agents_share(proposal_runs.get, proposal_id)
+        record = await in_agents_share(proposal_runs.get, proposal_id)
         remaining = deadline - time.monotonic()
-        if run is None or run.terminal or remaining <= 0:
-            return run
+        if record is None or record.terminal or remaining <= 0:
+            return record
         await asyncio.sleep(min(pause, remaining))
         pause = min(pause * 1.6, LONGEST_LOOK_INTERVAL)
 
@@ -243,20 +271,20 @@ async def submit_proposal(request: Request, user: Caller, wait: WaitParam = 0) -
     except InvalidProposal as err:
         return JSONResponse(refusal(err.errors), 400)
     try:
-        run, started = await in_agents_share(proposal_runs.start, proposal, user.get_name())
+        record, started = await in_agents_share(proposal_runs.start, proposal, user.get_name())
     except ProposalConflict:
         return JSONResponse({"detail": f"proposal {proposal.id!r} was already submitted with different content; "
                                        "use a new id for a new proposal", "run_id": proposal.run_id}, 409)
     if wait > 0:
-        run = await _wait_until_terminal(proposal.id, wait)
-        if run is None:
+        record = await _wait_until_terminal(proposal.id, wait)
+        if record is None:
             return _gone(proposal.id)
-    code = 200 if (run.terminal and wait > 0) or not started else 202
-    return JSONResponse(_status(run, details=False), code)
+    code = 200 if (record.terminal and wait > 0) or not started else 202
+    return JSONResponse(_status(record, details=False), code)
 
 
 def _gone(proposal_id: str) -> JSONResponse:
-    return JSONResponse({"detail": f"no proposal {proposal_id!r} (no run {run_id_for(proposal_id)!r})"}, 404)
+    return JSONResponse({"detail": f"no proposal {proposal_id!r}"}, 404)
 
 
 ProposalId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="The proposal's id")]
@@ -265,12 +293,12 @@ ProposalId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, d
 @app.get("/proposals/{proposal_id}", dependencies=[_authorized("GET")], response_model=ProposalStatus,
          summary="A proposal's status, steps and governance decision", responses={404: {"description": "Unknown id"}})
 async def proposal_status(proposal_id: ProposalId, wait: WaitParam = 0) -> JSONResponse:
-    run = await in_agents_share(proposal_runs.get, proposal_id)
-    if run is not None and wait > 0:
-        run = await _wait_until_terminal(proposal_id, wait)
-    if run is None:
+    record = await in_agents_share(proposal_runs.get, proposal_id)
+    if record is not None and wait > 0:
+        record = await _wait_until_terminal(proposal_id, wait)
+    if record is None:
         return _gone(proposal_id)
-    return JSONResponse(_status(run, details=True), 200)
+    return JSONResponse(_status(record, details=True), 200)
 
 
 StatusParam = Annotated[str | None, Query(description="One of: " + ", ".join(STATUSES))]
@@ -292,14 +320,14 @@ async def list_proposals(
         return JSONResponse({"detail": f"status must be one of {', '.join(STATUSES)}"}, 400)
     try:
         if cursor is not None:
-            proposal_runs.decode_cursor(cursor)
+            decode_cursor(cursor)
     except ValueError as err:
         return JSONResponse({"detail": f"cursor: {err}"}, 400)
     filters = Filters(status=status, submitter=submitter, text=text)
-    runs, next_cursor = await in_agents_share(proposal_runs.list_page, filters, limit, cursor)
-    page = {"items": [_status(run, details=False) for run in runs]}
-    if next_cursor:
-        page["next_cursor"] = next_cursor
+    found = await in_agents_share(proposal_runs.list_page, filters, limit, cursor)
+    page = {"items": [_status(record, details=False) for record in found.records]}
+    if found.next_cursor:
+        page["next_cursor"] = found.next_cursor
     return JSONResponse(page, 200)
 
 
@@ -339,14 +367,42 @@ async def me(request: Request) -> JSONResponse:
     },
 )
 async def decide_review(proposal_id: ProposalId, request: Request, user: Caller) -> JSONResponse:
+    body = await _body_as(Decision, request)
+    return await _reviewers_act(decide, proposal_id, approved=body.approved, reason=body.reason,
+                                reviewer=user.get_name())
+
+
+@app.post(
+    "/proposals/{proposal_id}/revoke",
+    summary="Revoke governance's decision on a proposal that has not ended (reviewers only)",
+    responses={
+        200: {"description": "Revoked: the proposal takes no further step; its outcome becomes `revoked`"},
+        400: {"description": "The body is not {reason: str}"},
+        403: {"description": "Not a reviewer, or the caller submitted the proposal (four-eyes rule)"},
+        404: {"description": "Unknown id"},
+        409: {"description": "Ended already (an applied policy is changed by a new proposal), revoked already, "
+                             "or not decided by governance yet; nothing changed"},
+    },
+)
+async def revoke_decision(proposal_id: ProposalId, request: Request, user: Caller) -> JSONResponse:
+    body = await _body_as(Revocation, request)
+    return await _reviewers_act(revoke, proposal_id, reason=body.reason, reviewer=user.get_name())
+
+
+async def _body_as(model: type[BodyModel], request: Request) -> BodyModel:
+    """The request's JSON body as `model`, or a 400 naming each field and why."""
     try:
-        body = Decision.model_validate(load_json(await _read_body(request)))
+        return model.model_validate(load_json(await _read_body(request)))
     except ValidationError as err:
-        return JSONResponse(refusal([{"field": ".".join(map(str, e["loc"])) or "(body)", "reason": e["msg"]}
-                                     for e in err.errors(include_url=False)]), 400)
+        raise _Invalid([{"field": ".".join(map(str, e["loc"])) or "(body)", "reason": e["msg"]}
+                        for e in err.errors(include_url=False)]) from None
+
+
+async def _reviewers_act(act: Callable[..., tuple[ProposalRecord, dict[str, Any]]], proposal_id: str,
+                         **details: Any) -> JSONResponse:
+    """A reviewer's decision or revocation: the proposal as it stands and governance's record, or why not."""
     try:
-        view, decision = await in_agents_share(decide, proposal_id, approved=body.approved, reason=body.reason,
-                                                 reviewer=user.get_name())
+        record, decision = await in_agents_share(act, proposal_id, **details)
     except ReviewRefused as err:
         return JSONResponse({"detail": str(err)}, err.status)
-    return JSONResponse({**_status(view, details=False), "decision": decision}, 200)
+    return JSONResponse({**_status(record, details=False), "decision": decision}, 200)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -23,13 +24,15 @@ from jinja2 import Environment, PackageLoader
 
 from hms_management.api import proposals as proposal_runs
 from hms_management.api.auth import may, user_of
-from hms_management.api.proposals import Filters, ProposalView, decode_cursor, ui_link
+from hms_management.api.proposals import Filters, ui_link
 from hms_management.api.reviews import may_review
 from hms_management.domain.deadlines import deadline_mark
 from hms_management.domain.outcome import AWAITING_GOVERNANCE, OUTCOMES, STATUSES
 from hms_management.domain.proposal import DAG_ID, RUN_ID_PREFIX, proposal_id_of
-from hms_management.domain.steps import TASK_ORDER
+from hms_management.domain.services import GOVERNANCE, SUSPENSIONS_ENDPOINT, ServiceError
 from hms_management.orchestration.config import settings
+from hms_management.orchestration.hook import HmsHook
+from hms_management.records.store import ProposalRecord, decode_cursor
 
 PAGE_SIZE = 50
 ALL, REVIEWS = "all", "reviews"
@@ -41,8 +44,12 @@ STATUS_LABELS = {
     "completed": "completed",
     "denied": "denied",
     "review_timeout": "review timed out",
+    "revoked": "revoked",
     "failed": "failed",
 }
+# Governance's suspensions are read at most this often per api-server process: the banner is a
+# glance, and the kill switch itself acts in the workflow, not here.
+SUSPENSIONS_MAX_AGE_SECONDS = 5.0
 
 router = APIRouter(prefix="/desk", include_in_schema=False)
 templates = Environment(loader=PackageLoader("hms_management.api", "templates"), autoescape=True,
@@ -57,9 +64,14 @@ class Viewer:
     may_submit: bool
     may_review: bool  # named a reviewer and allowed to act on proposal runs; never on their own
 
-    def may_decide(self, view: ProposalView, *, now: datetime) -> bool:
-        return (self.may_review and view.status == AWAITING_GOVERNANCE and self.name not in view.submitters
-                and not proposal_runs.review_deadline_passed(view, now=now))
+    def may_decide(self, record: ProposalRecord, *, now: datetime) -> bool:
+        return (self.may_review and record.status == AWAITING_GOVERNANCE and self.name not in record.submitters
+                and not proposal_runs.review_deadline_passed(record, now=now))
+
+    def may_revoke(self, record: ProposalRecord) -> bool:
+        """A reviewer may revoke governance's decision on someone else's proposal until it ends."""
+        return (self.may_review and not record.terminal and self.name not in record.submitters
+                and bool((record.decision or {}).get("decision_id")))
 
 
 def viewer_of(user: Any) -> Viewer:
@@ -72,9 +84,10 @@ def viewer_of(user: Any) -> Viewer:
 class Row:
     """One proposal as a row of the desk."""
 
-    view: ProposalView
+    record: ProposalRecord
     mark: str | None
     may_decide: bool
+    may_revoke: bool
     own: bool  # the viewer submitted it (four-eyes: someone else decides)
     ui_link: str
     age: str  # since it was submitted, or how long it took from submission to its outcome
@@ -91,25 +104,25 @@ def _when(text: str | None) -> datetime | None:
         return None
 
 
-def row_of(view: ProposalView, viewer: Viewer, *, now: datetime) -> Row:
-    review = view.decision or {}
-    deadline = _when(review.get("deadline")) if view.status == AWAITING_GOVERNANCE else None
+def row_of(record: ProposalRecord, viewer: Viewer, *, now: datetime) -> Row:
+    review = record.decision or {}
+    deadline = _when(review.get("deadline")) if record.status == AWAITING_GOVERNANCE else None
     in_review_since = _when(review.get("created_at"))
-    submitted = view.created_at or view.queued_at
-    if view.terminal and view.end_date and submitted:
-        age = f"took {span(view.end_date - submitted)}"
+    if record.terminal and record.ended_at:
+        age = f"took {span(record.ended_at - record.submitted_at)}"
     else:
-        age = f"{span(now - submitted)} ago" if submitted else ""
-    rule = view.conf.get("rule")
+        age = f"{span(now - record.submitted_at)} ago"
+    rule = record.proposal.get("rule")
     return Row(
-        view=view,
-        mark=deadline_mark(view.status, queued_at=view.queued_at, review_deadline=deadline, now=now,
+        record=record,
+        mark=deadline_mark(record.status, queued_at=record.queued_at, review_deadline=deadline, now=now,
                            settings=settings()),
-        may_decide=viewer.may_decide(view, now=now),
-        own=viewer.name in view.submitters,
-        ui_link=ui_link(view.run_id),
+        may_decide=viewer.may_decide(record, now=now),
+        may_revoke=viewer.may_revoke(record),
+        own=viewer.name in record.submitters,
+        ui_link=ui_link(record.run_id),
         age=age,
-        waited=span(now - in_review_since) if in_review_since and view.status == AWAITING_GOVERNANCE else None,
+        waited=span(now - in_review_since) if in_review_since and record.status == AWAITING_GOVERNANCE else None,
         deadline=deadline,
         time_left=span(deadline - now) if deadline and deadline > now else None,
         rule=json.dumps(rule, indent=1, sort_keys=True) if not isinstance(rule, str) else rule,
@@ -172,9 +185,10 @@ async def proposals_view(request: Request, tab: str = ALL, status: StatusFilter 
         cursor = None  # a mangled link: start from the first page
     filters = Filters(status=status, submitter=submitter, text=q)
     # The counts and the page are two independent reads: side by side, the page waits for the slower.
-    counts, (views, next_cursor) = await asyncio.gather(
+    counts, page, suspended = await asyncio.gather(
         run_in_threadpool(proposal_runs.counts, Filters(submitter=submitter, text=q)),
-        run_in_threadpool(proposal_runs.list_page, filters, PAGE_SIZE, cursor or None, oldest_first=tab == REVIEWS))
+        run_in_threadpool(proposal_runs.list_page, filters, PAGE_SIZE, cursor or None, oldest_first=tab == REVIEWS),
+        run_in_threadpool(suspensions))
     now = datetime.now(UTC)
     here = {"tab": tab if tab == REVIEWS else None, "status": status if tab == ALL else None,
             "submitter": submitter, "q": q}
@@ -186,10 +200,10 @@ async def proposals_view(request: Request, tab: str = ALL, status: StatusFilter 
     return _page(
         "proposals.html", root=request.scope.get("root_path", ""), viewer=viewer, tab=tab, status=status,
         submitter=submitter, q=q, counts=counts, total=sum(counts.values()), statuses=STATUSES,
-        rows=[row_of(view, viewer, now=now) for view in views], first_page=bool(cursor),
-        next_link=link(cursor=next_cursor) if next_cursor else None, link=link,
+        rows=[row_of(record, viewer, now=now) for record in page.records], first_page=bool(cursor),
+        next_link=link(cursor=page.next_cursor) if page.next_cursor else None, link=link,
         reminder=span(timedelta(seconds=settings().review_reminder_seconds)),
-        overdue_after=span(timedelta(seconds=settings().proposal_deadline_seconds)),
+        overdue_after=span(timedelta(seconds=settings().proposal_deadline_seconds)), suspended=suspended,
     )
 
 
@@ -201,10 +215,69 @@ async def run_view(request: Request, dag_id: Annotated[str, Path(max_length=250)
     if isinstance(viewer, HTMLResponse):
         return viewer
     proposal_id = proposal_id_of(run_id) if dag_id == DAG_ID and run_id.startswith(RUN_ID_PREFIX) else None
-    view = await run_in_threadpool(proposal_runs.get, proposal_id) if proposal_id else None
+    record = await run_in_threadpool(proposal_runs.get, proposal_id) if proposal_id else None
     now = datetime.now(UTC)
     return _page("run.html", root=request.scope.get("root_path", ""), viewer=viewer, dag_id=dag_id, run_id=run_id,
-                 proposal_dag=DAG_ID, row=row_of(view, viewer, now=now) if view else None,
-                 steps=sorted(view.steps, key=lambda s: TASK_ORDER.index(s.task_id)
-                              if s.task_id in TASK_ORDER else len(TASK_ORDER)) if view else [],
+                 proposal_dag=DAG_ID, row=row_of(record, viewer, now=now) if record else None,
+                 steps=steps_of(record) if record else [], checks=checks_of(record) if record else [],
                  terminal=OUTCOMES)
+
+
+@dataclass(frozen=True)
+class StepRow:
+    task_id: str
+    state: str | None
+    tries: int
+    ended_at: datetime | None
+    waiting_for: str | None  # what holds the step back (a suspended service)
+
+
+def steps_of(record: ProposalRecord) -> list[StepRow]:
+    return [StepRow(task_id, entry.get("state"), entry.get("tries", 0), _when(entry.get("ended_at")),
+                    entry.get("waiting_for") if entry.get("state") == "waiting" else None)
+            for task_id, entry in record.shown_steps()]
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One entry of the decision log: governance's answer before a step."""
+
+    step: str
+    service: str
+    answer: str
+    detail: str  # a revocation's or suspension's who and why, an error
+    checked_at: datetime | None
+
+
+def checks_of(record: ProposalRecord) -> list[CheckRow]:
+    rows = []
+    for entry in record.checks:
+        who = f"by {entry['by']}" + (f" at {entry['at']}" if entry.get("at") else "") if entry.get("by") else ""
+        detail = " — ".join(part for part in (who, entry.get("reason") or "") if part)
+        rows.append(CheckRow(entry.get("step", "?"), entry.get("service", "?"), entry.get("answer", "?"), detail,
+                             _when(entry.get("checked_at"))))
+    return rows
+
+
+@dataclass(frozen=True)
+class Suspensions:
+    """Governance's suspensions (the kill switch), as the desk's banner shows them."""
+
+    items: list[dict[str, Any]]
+    unknown: str | None = None  # why they could not be read: the banner says so rather than nothing
+
+
+_suspensions_read: tuple[float, Suspensions] | None = None
+
+
+def suspensions() -> Suspensions:
+    """The active suspensions, read from governance at most every SUSPENSIONS_MAX_AGE_SECONDS."""
+    global _suspensions_read
+    if _suspensions_read is not None and time.monotonic() - _suspensions_read[0] < SUSPENSIONS_MAX_AGE_SECONDS:
+        return _suspensions_read[1]
+    try:
+        found = Suspensions(HmsHook(GOVERNANCE).get(SUSPENSIONS_ENDPOINT).get("items") or [])
+    except ServiceError as err:
+        found = Suspensions([], unknown=str(err)[:300])
+    _suspensions_read = (time.monotonic(), found)
+    return found

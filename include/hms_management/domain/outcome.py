@@ -14,17 +14,23 @@ from hms_management.domain.steps import STEPS
 COMPLETED = "completed"
 DENIED = "denied"
 REVIEW_TIMEOUT = "review_timeout"
+REVOKED = "revoked"
 FAILED = "failed"
-OUTCOMES = (COMPLETED, DENIED, REVIEW_TIMEOUT, FAILED)  # how a proposal can end
-BUSINESS_OUTCOMES = (DENIED, REVIEW_TIMEOUT)  # governance said no: not a fault, nothing to retry
+OUTCOMES = (COMPLETED, DENIED, REVIEW_TIMEOUT, REVOKED, FAILED)  # how a proposal can end
+# Governance said no (at the gate, in review, or by revoking its approval before a later step):
+# not a fault, nothing to retry.
+BUSINESS_OUTCOMES = (DENIED, REVIEW_TIMEOUT, REVOKED)
 # How each outcome opens the run note (display only: nothing reads a status back from a note).
-HEADLINE_LABELS = {COMPLETED: "COMPLETED", DENIED: "DENIED", REVIEW_TIMEOUT: "REVIEW TIMED OUT", FAILED: "FAILED"}
+HEADLINE_LABELS = {COMPLETED: "COMPLETED", DENIED: "DENIED", REVIEW_TIMEOUT: "REVIEW TIMED OUT", REVOKED: "REVOKED",
+                   FAILED: "FAILED"}
 
 # Where a proposal stands before it has an outcome.
 QUEUED = "queued"
 RUNNING = "running"
 AWAITING_GOVERNANCE = "awaiting_governance"  # parked in human review
 STATUSES = (QUEUED, RUNNING, AWAITING_GOVERNANCE, *OUTCOMES)
+# Not a state of Airflow's: the proposal's run is gone (an admin deleted it), its record stays.
+RUN_DELETED = "deleted"
 NO_AUDIT_RECORD = "the run ended without an audit record (see record_audit's log)"
 
 
@@ -71,9 +77,12 @@ def audit_record(
     policy: dict[str, Any] | None,
     notification: dict[str, Any] | None,
     proposal: dict[str, Any] | None,
+    checks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The body of POST /audit/log: enough for an auditor to follow the proposal without Airflow."""
-    proposal = proposal or {}
+    """The body of POST /audit/log: enough for an auditor to follow the proposal without Airflow —
+    governance's decision (a reviewer's name and own reason, a revocation's who, when and why) and
+    every check governance answered before a step (the decision log)."""
+    proposal, decision = proposal or {}, decision or {}
     return {
         "proposalId": proposal_id,
         "action": "proposal.orchestrated",
@@ -82,13 +91,18 @@ def audit_record(
         "failedStep": outcome.failed_step,
         "transient": outcome.transient,
         "runId": run_id,
-        "decisionId": (decision or {}).get("decision_id"),
-        "reviewer": (decision or {}).get("reviewer"),
+        "decisionId": decision.get("decision_id"),
+        "reviewer": decision.get("reviewer"),
+        "reviewReason": decision.get("review_reason"),
+        "reviewedAt": decision.get("decided_at") if decision.get("reviewer") else None,
+        "revokedBy": decision.get("revoked_by"),
+        "revokedAt": decision.get("revoked_at"),
         "policyId": (policy or {}).get("policy_id"),
         "policyVersion": (policy or {}).get("version"),
         "notificationId": (notification or {}).get("notification_id"),
         "title": proposal.get("title"),
         "submittedBy": proposal.get("submitted_by"),
+        "checks": checks or [],
     }
 
 
@@ -97,15 +111,37 @@ def is_parked(run_state: str, decision: dict[str, Any] | None) -> bool:
     return run_state == "success" and isinstance(decision, dict) and decision.get("status") == "review"
 
 
-def proposal_status(run_state: str, outcome: dict[str, Any] | None, decision: dict[str, Any] | None) -> str:
-    """Where a proposal stands, from what its workflow recorded: the run's state, the outcome its
-    audit step returned and the governance decision its gate kept. Never from the run note, which
-    anyone who may edit notes can rewrite. A run that ended without an outcome is `failed`."""
+@dataclass(frozen=True)
+class Standing:
+    """Where a proposal stands, and why: what /management, the Proposals view and the counts show."""
+
+    status: str
+    reason: str | None = None
+    failed_step: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in OUTCOMES
+
+
+def standing(run_state: str, outcome: dict[str, Any] | None, decision: dict[str, Any] | None) -> Standing:
+    """The one rule that turns what a proposal's workflow recorded into its status: the run's state
+    (Airflow's), the outcome its audit step recorded and the decision its governance gate kept.
+    Never the run note, which anyone who may edit notes can rewrite.
+
+    A run at work is queued or running, whatever an earlier attempt recorded (a re-driven or resumed
+    run keeps its last outcome until its audit step records the next). A green run parked on a
+    review awaits governance. A green run ends as its recorded outcome; any other end — a red run, a
+    green one without an outcome, a run deleted before the proposal ended — is `failed`."""
     if run_state in (QUEUED, RUNNING):
-        return run_state
-    if is_parked(run_state, decision) and not outcome:
-        return AWAITING_GOVERNANCE
+        return Standing(run_state)
+    if run_state == RUN_DELETED:
+        return Standing(FAILED, "its run was deleted in Airflow before the proposal ended")
     recorded = outcome.get("outcome") if isinstance(outcome, dict) else None
+    if is_parked(run_state, decision) and not recorded:
+        return Standing(AWAITING_GOVERNANCE, decision.get("reason"))
     if run_state == "success" and recorded in OUTCOMES:
-        return recorded
-    return FAILED
+        return Standing(recorded, outcome.get("reason"), outcome.get("failed_step"))
+    if recorded:
+        return Standing(FAILED, outcome.get("reason"), outcome.get("failed_step"))
+    return Standing(FAILED, NO_AUDIT_RECORD)

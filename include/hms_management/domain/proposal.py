@@ -196,11 +196,10 @@ def run_id_for(proposal_id: str) -> str:
     return f"{RUN_ID_PREFIX}{proposal_id}"
 
 
-def proposal_id_of(run_id: str, conf: Any = None) -> str:
-    """A proposal run's proposal id: the id its conf names, else its run id without the prefix (a
-    run whose conf is not a proposal still has one, for its audit record and its failure)."""
-    conf_id = conf.get("id") if isinstance(conf, dict) else None
-    return conf_id if isinstance(conf_id, str) and conf_id else run_id.removeprefix(RUN_ID_PREFIX)
+def proposal_id_of(run_id: str) -> str:
+    """A proposal run's proposal id: its run id without the prefix. The admission check holds every
+    run's conf to that id; a run made around it (whose conf may say anything) is still known by it."""
+    return run_id.removeprefix(RUN_ID_PREFIX)
 
 
 def same_proposal(stored: Any, proposal: Proposal) -> bool:

@@ -15,21 +15,23 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Service:
-    """An HMS service as the Management Layer sees it: its connection, its budget and its endpoint."""
+    """An HMS service as the Management Layer sees it: its name (as governance suspends it and a
+    rate budget names it), its connection, its concurrency budget (pool) and its endpoint."""
 
+    name: str
     conn_id: str
     pool: str
     endpoint: str
     description: str
 
 
-GOVERNANCE = Service("hms_governance", "hms_governance", "/gov/validate",
+GOVERNANCE = Service("governance", "hms_governance", "hms_governance", "/gov/validate",
                      "HMS Governance Layer: approves, denies or asks for human review")
-POLICY = Service("hms_policy", "hms_policy", "/svc/policy", "HMS policy service: puts rules live")
-NOTIFICATIONS = Service("hms_notifications", "hms_notifications", "/notifications",
+POLICY = Service("policy", "hms_policy", "hms_policy", "/svc/policy", "HMS policy service: puts rules live")
+NOTIFICATIONS = Service("notifications", "hms_notifications", "hms_notifications", "/notifications",
                         "HMS notifications: tells the officers")
-AUDIT = Service("hms_audit", "hms_audit", "/audit/log", "HMS audit log: append-only record")
-BACKLOG = Service("hms_backlog", "hms_backlog", "/backlog/proposals",
+AUDIT = Service("audit", "hms_audit", "hms_audit", "/audit/log", "HMS audit log: append-only record")
+BACKLOG = Service("backlog", "hms_backlog", "hms_backlog", "/backlog/proposals",
                   "HMS backlog: proposals queued for the next sweep")
 
 SERVICES = (GOVERNANCE, POLICY, NOTIFICATIONS, AUDIT, BACKLOG)
@@ -37,6 +39,10 @@ SERVICES = (GOVERNANCE, POLICY, NOTIFICATIONS, AUDIT, BACKLOG)
 DECISIONS_ENDPOINT = "/gov/decisions/{decision_id}"
 # Decisions listed: by proposal or status, and reviewers' decisions since a cursor (design.md §8).
 DECISION_FEED = "/gov/decisions"
+# Governance before every step (design.md §9): the check, a revocation, and the kill switch.
+CHECK_ENDPOINT = "/gov/check"
+REVOKE_ENDPOINT = "/gov/decisions/{decision_id}/revoke"
+SUSPENSIONS_ENDPOINT = "/gov/suspensions"
 
 # Retries for every HTTP step: exponential backoff, only for errors that may pass (see classify()).
 RETRIES = 3

@@ -32,6 +32,14 @@ class Settings:
     proposal_deadline_seconds: float = 3600.0
     # How long an HMS call may take before it counts as unanswered (transient: retried, same key).
     request_timeout_seconds: float = 10.0
+    # Ask governance right before each HMS step's call whether the proposal may still take it
+    # (design.md §9): a revoked approval or a suspended service stops the call. Off only to measure
+    # what the check costs (make bench); fail closed either way at the gate.
+    governance_checks: bool = True
+    # How often a step held back by a suspended service looks whether it was lifted (in the
+    # triggerer, holding no worker slot and no pool slot), and how long it waits before it fails.
+    suspension_poll_seconds: float = 2.0
+    suspension_wait_seconds: float = 86400.0
     # Most /management requests doing database work at once in each api-server process; more wait
     # their turn (awaiting, holding no thread). The Airflow UI is served by the same processes: a
     # crowd of agents queues here instead of taking the UI's turns at the CPU.
@@ -41,6 +49,10 @@ class Settings:
     # Most proposal runs running at once: more wait queued, in submission order (priority: high
     # first), so a burst flows through instead of advancing together.
     max_running_proposals: int = 24
+    # How often the api-server's records keeper compares the proposals' records with Airflow's runs
+    # and repairs those that disagree (a write lost to a crash): a record is right again within
+    # this plus ten seconds.
+    records_repair_seconds: float = 15.0
     # Backlog sweep cadence (cron, or `none` for manual sweeps).
     backlog_sweep_schedule: str = "*/15 * * * *"
     # Most proposals one sweep starts.
@@ -72,9 +84,20 @@ def load(value_of: Callable[[str], str | None]) -> Settings:
         raw = value_of(setting.name)
         if raw is None:
             continue
-        kind = {"float": float, "int": int, "str": str}[str(setting.type)]
+        kind = {"float": float, "int": int, "str": str, "bool": _boolean}[str(setting.type)]
         try:
             values[setting.name] = kind(raw.strip()) if kind is not str else raw
         except ValueError:
-            raise SettingsError(f"[{CONFIG_SECTION}] {setting.name} = {raw!r}: expected {kind.__name__}") from None
+            expected = "true or false" if kind is _boolean else kind.__name__
+            raise SettingsError(f"[{CONFIG_SECTION}] {setting.name} = {raw!r}: expected {expected}") from None
     return Settings(**values)
+
+
+def _boolean(text: str) -> bool:
+    """As Airflow reads a boolean setting: true/false, t/f, 1/0, in any case."""
+    value = text.lower()
+    if value in ("true", "t", "1"):
+        return True
+    if value in ("false", "f", "0"):
+        return False
+    raise ValueError(text)

@@ -108,34 +108,6 @@ class AirflowRuns:
                           end_date_gt=ended_after, order_by=["end_date"], limit=limit)
         return list(page.dag_runs)
 
-    def active_runs(self, *, page: int = 100) -> list[DAGRunResponse]:
-        """Every proposal run queued or running, all pages (a bounded set: at most
-        `max_running_proposals` run, the rest wait queued)."""
-        found: list[DAGRunResponse] = []
-        while True:
-            batch = self._call("list active proposal runs", self.dag_runs.get_dag_runs, DAG_ID,
-                               state=["queued", "running"], order_by=["id"], limit=page, offset=len(found))
-            found += batch.dag_runs
-            if len(batch.dag_runs) < page:
-                return found
-
-    def step_result(self, proposal_id: str, task_id: str, key: str = "return_value") -> Any:
-        """What a step of the proposal's run left as XCom `key`; None when it left nothing."""
-        try:
-            entry = self._call(f"read {task_id}'s {key} of {proposal_id}", self.xcoms.get_xcom_entry, DAG_ID,
-                               task_id, run_id_for(proposal_id), key, deserialize=True)
-        except AirflowApiError as err:
-            if err.status == 404:
-                return None
-            raise
-        value = entry.actual_instance.value  # the answer is one of two shapes; both carry `value`
-        if isinstance(value, str):  # stored as JSON text
-            try:
-                return json.loads(value)
-            except ValueError:
-                return value
-        return value
-
     def rerun_from(self, proposal_id: str, task_id: str) -> list[str]:
         """Clear the proposal's run from `task_id` on (that step and every step after it): the
         scheduler runs them again and the run's state follows. Returns the cleared task ids."""

@@ -17,10 +17,8 @@ from typing import Any
 
 from hms_management.domain.deadlines import OVERDUE, deadline_mark
 from hms_management.domain.governance import REVIEW
-from hms_management.domain.proposal import proposal_id_of
 from hms_management.domain.services import DECISION_FEED, NOTIFICATIONS, idempotency_key
 from hms_management.domain.settings import Settings
-from hms_management.orchestration.airflow_api import AirflowRuns, run_state
 from hms_management.orchestration.hook import HmsHook
 
 DEADLINE = "deadline"  # the kind of an officer notification about an overdue proposal
@@ -28,13 +26,15 @@ REVIEW_REMINDER = "review_reminder"
 PAGE = 1000
 
 
-def overdue(runs: AirflowRuns, config: Settings, *, now: datetime) -> dict[str, datetime]:
+def overdue(config: Settings, *, now: datetime) -> dict[str, datetime]:
     """Proposals queued or running for longer than their deadline, as the desk marks them: id → when
-    their run was queued."""
+    their run was last queued (from their records)."""
     if config.proposal_deadline_seconds <= 0:
         return {}
-    return {proposal_id_of(run.dag_run_id, run.conf): run.queued_at for run in runs.active_runs()
-            if deadline_mark(run_state(run), queued_at=run.queued_at, review_deadline=None, now=now,
+    from hms_management.orchestration.records import records
+
+    return {record.id: record.queued_at for record in records().unsettled(updated_before=now)
+            if deadline_mark(record.status, queued_at=record.queued_at, review_deadline=None, now=now,
                              settings=config) == OVERDUE}
 
 

@@ -5,6 +5,13 @@ request timeout, an Idempotency-Key and retries only where a retry can help. Wha
 decided when its templates are rendered, before it runs, so the UI's *Rendered* tab shows the body
 and the key of every try.
 
+Right before its call, a step with a side effect on live policy or on people (policy, notification)
+asks governance whether the proposal may still take it (design.md §9): only `approved` lets the
+call go; `revoked` ends the proposal there (a business outcome: who, when and why go into the
+record and the audit record); `suspended` holds the step in the triggerer, without a worker slot or
+a pool slot, until the suspension is lifted (or has lasted `suspension_wait_seconds`); anything else
+fails the step, quoted. Every answer goes into the decision log. The audit step is never held back.
+
 The gate asks governance from its worker and lets the proposal go on only on an explicit
 `approved`. A proposal sent to a human reviewer is parked: the gate skips every later step, so the
 run ends at once (holding no worker, pool slot, trigger or scheduler turn) and the review watcher
@@ -13,6 +20,7 @@ run ends at once (holding no worker, pool slot, trigger or scheduler turn) and t
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +30,12 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from hms_management.domain.governance import (
     APPROVED,
-    DENIED,
     REVIEW,
-    REVIEW_TIMEOUT,
+    REVOKED,
+    Check,
     Decision,
     GovernanceAnswerError,
+    read_check,
     read_decision_record,
     read_validation,
     within_deadline,
@@ -35,6 +44,7 @@ from hms_management.domain.outcome import audit_record
 from hms_management.domain.proposal import proposal_id_of
 from hms_management.domain.services import (
     AUDIT,
+    CHECK_ENDPOINT,
     DECISIONS_ENDPOINT,
     GOVERNANCE,
     MAX_RETRY_DELAY,
@@ -43,7 +53,6 @@ from hms_management.domain.services import (
     RETRIES,
     RETRY_BACKOFF,
     RETRY_DELAY,
-    PermanentServiceError,
     Service,
     ServiceError,
     TransientServiceError,
@@ -51,16 +60,19 @@ from hms_management.domain.services import (
     notification_payload,
     policy_payload,
 )
-from hms_management.domain.steps import APPLY_POLICY, DECISION_KEY, ERROR_KEY, GOVERNANCE_GATE, NOTIFY_OFFICERS
+from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT, STEPS
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.hook import HmsHook
-from hms_management.orchestration.run_state import (
-    StepResults,
-    outcome_of_run,
-    step_error,
+from hms_management.orchestration.progress import (
+    SKIPPED,
+    SUCCESS,
+    WAITING,
+    Progress,
+    outcome_of,
     validate_run_conf,
     validated_proposal,
 )
+from hms_management.orchestration.triggers import SuspensionLiftedTrigger
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -73,11 +85,6 @@ RETRY_SETTINGS = {
     "retry_exponential_backoff": RETRY_BACKOFF,
     "max_retry_delay": MAX_RETRY_DELAY,
 }
-
-
-def keep_error(context: Context, err: ServiceError) -> None:
-    """The last try's error, kept for the audit record: it is why the step failed."""
-    context["ti"].xcom_push(key=ERROR_KEY, value=step_error(err, transient=isinstance(err, TransientServiceError)))
 
 
 def raise_for_airflow(err: ServiceError) -> None:
@@ -93,6 +100,8 @@ class HmsStepOperator(BaseOperator):
 
     # Filled in at render time from the run's conf and the earlier steps' results.
     template_fields = ("request_body", "idempotency_key")
+    # Whether governance is asked right before this step's call (every step but the audit's).
+    guarded = True
 
     def __init__(self, *, service: Service, **kwargs: Any) -> None:
         super().__init__(pool=service.pool, **{**RETRY_SETTINGS, **kwargs})
@@ -104,7 +113,8 @@ class HmsStepOperator(BaseOperator):
         super().render_template_fields(context, jinja_env)
         run = context["dag_run"]
         proposal = validated_proposal(context)
-        self.idempotency_key = self.key_for(proposal_id_of(run.run_id, run.conf), context)
+        self.progress = Progress(context)  # read once per task: rendering and execute share it
+        self.idempotency_key = self.key_for(proposal_id_of(run.run_id), context)
         self.request_body = self.body_for(proposal, context)
 
     def body_for(self, proposal: dict[str, Any] | None, context: Context) -> dict[str, Any]:
@@ -114,16 +124,83 @@ class HmsStepOperator(BaseOperator):
         return idempotency_key(proposal_id, self.task_id)
 
     def execute(self, context: Context) -> Any:
+        progress = self.progress
+        if self.guarded and settings().governance_checks:
+            self.ask_governance(progress)
         self.log.info("POST %s (Idempotency-Key %s)", self.service.endpoint, self.idempotency_key)
         try:
             answer = HmsHook(self.service).post(self.request_body, idempotency_key=self.idempotency_key)
         except ServiceError as err:
-            keep_error(context, err)
+            progress.failed(err)  # the last try's error is why the step failed, for the audit record
             raise_for_airflow(err)
-        return self.result_of(answer, context)
+        return self.result_of(answer, progress)
 
-    def result_of(self, answer: dict[str, Any], context: Context) -> Any:
+    def result_of(self, answer: dict[str, Any], progress: Progress) -> Any:
+        progress.succeeded(answer)
         return answer
+
+    # -- governance before the call ----------------------------------------------------------------
+
+    def ask_governance(self, progress: Progress) -> None:
+        """Return if governance lets this step's call go now; otherwise end the step as governance says."""
+        decision = progress.record().decision or {}
+        try:
+            if not decision.get("decision_id"):
+                raise GovernanceAnswerError("no governance decision is recorded for this proposal, so this step "
+                                            "cannot be checked; refused (fail closed)")
+            answer = HmsHook(GOVERNANCE).call("POST", CHECK_ENDPOINT, body={
+                "decision_id": decision["decision_id"], "proposal_id": progress.proposal_id, "step": self.task_id,
+                "service": self.service.name})
+            check = read_check(answer.status, answer.body, text=answer.text)
+        except ServiceError as err:
+            progress.failed(err, check=self._logged(Check("error", reason=str(err)[:500])))
+            raise_for_airflow(err)
+        entry = self._logged(check)
+        if check.status == APPROVED:
+            progress.note_check(entry)  # written with the step's result
+            return
+        if check.status == REVOKED:
+            revoked = Decision(**decision).revoked(by=check.by, at=check.at, why=check.reason)
+            later = {step: {"state": SKIPPED} for step in STEPS[STEPS.index(self.task_id) + 1:]}
+            progress.write(decision=revoked.as_dict(), checks=[entry],
+                           steps={**progress.step(self.task_id, SKIPPED), **later})
+            raise AirflowSkipException(f"Governance revoked the proposal before {self.task_id}: {revoked.reason}")
+        self.wait_for_lift(progress, check, entry)
+
+    def wait_for_lift(self, progress: Progress, check: Check, entry: dict[str, Any]) -> None:
+        """Held back by a suspension: wait in the triggerer (no worker slot, no pool slot), or fail
+        once the suspension has lasted longer than `suspension_wait_seconds`."""
+        config = settings()
+        since = _epoch(check.at) or time.time()
+        give_up_at = since + config.suspension_wait_seconds
+        waiting = f"{check.service} suspended by {check.by} since {check.at}: {check.reason}"
+        if time.time() >= give_up_at:
+            self.gave_up(progress, waiting, entry)
+        self.log.info("Held back: %s; waiting for the lift until %s", waiting,
+                      datetime.fromtimestamp(give_up_at, UTC).isoformat())
+        progress.write(checks=[entry], steps=progress.step(self.task_id, WAITING, waiting_for=waiting))
+        self.defer(trigger=SuspensionLiftedTrigger(service=self.service.name, give_up_at=give_up_at,
+                                                   poll_seconds=config.suspension_poll_seconds),
+                   method_name="resume_after_suspension", kwargs={"waiting": waiting})
+
+    def resume_after_suspension(self, context: Context, event: dict[str, Any], waiting: str = "") -> Any:
+        """Back from the triggerer: the suspension was lifted (check again, then call), or it lasted too long."""
+        if event.get("lifted"):
+            return self.execute(context)
+        return self.gave_up(self.progress, waiting, None)
+
+    def gave_up(self, progress: Progress, waiting: str, entry: dict[str, Any] | None) -> None:
+        limit = settings().suspension_wait_seconds
+        err = AirflowFailException(f"{waiting}; the step waited longer than suspension_wait_seconds "
+                                   f"({limit:.0f} s) for the lift")
+        progress.failed(str(err), check=entry)
+        raise err
+
+    def _logged(self, check: Check) -> dict[str, Any]:
+        """The decision log's entry for one check: which step, which service, governance's answer, when."""
+        details = check.as_dict()
+        return {"step": self.task_id, "service": self.service.name, "answer": details.pop("status"), **details,
+                "checked_at": datetime.now(UTC).isoformat()}
 
 
 class ApplyPolicyOperator(HmsStepOperator):
@@ -147,7 +224,8 @@ class NotifyOfficersOperator(HmsStepOperator):
         super().__init__(service=NOTIFICATIONS, **kwargs)
 
     def body_for(self, proposal: dict[str, Any] | None, context: Context) -> dict[str, Any]:
-        return notification_payload(proposal, context["ti"].xcom_pull(task_ids=APPLY_POLICY))
+        policy = self.progress.record().steps.get(APPLY_POLICY) or {}
+        return notification_payload(proposal, policy.get("result"))
 
 
 class RecordAuditOperator(HmsStepOperator):
@@ -157,6 +235,7 @@ class RecordAuditOperator(HmsStepOperator):
     """
 
     ui_color = "#ffe0b2"
+    guarded = False  # every outcome is recorded, whatever governance says
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(service=AUDIT, trigger_rule=TriggerRule.ALL_DONE, **kwargs)
@@ -170,23 +249,30 @@ class RecordAuditOperator(HmsStepOperator):
         return key if attempt == 0 else f"{key}:rerun{attempt}"
 
     def body_for(self, proposal: dict[str, Any] | None, context: Context) -> dict[str, Any]:
-        results = StepResults(context["ti"])
-        outcome = outcome_of_run(context, results)
+        record = self.progress.record()
+        outcome = outcome_of(record)
         self.outcome = outcome.as_dict()
         run = context["dag_run"]
         return audit_record(
-            proposal_id=proposal_id_of(run.run_id, run.conf),
+            proposal_id=proposal_id_of(run.run_id),
             run_id=run.run_id,
             outcome=outcome,
-            decision=results.get(GOVERNANCE_GATE, DECISION_KEY),
-            policy=results.get(APPLY_POLICY),
-            notification=results.get(NOTIFY_OFFICERS),
+            decision=record.decision,
+            policy=_result(record, APPLY_POLICY),
+            notification=_result(record, NOTIFY_OFFICERS),
             proposal=proposal,
+            checks=record.checks,
         )
 
-    def result_of(self, answer: dict[str, Any], context: Context) -> dict[str, Any]:
+    def result_of(self, answer: dict[str, Any], progress: Progress) -> dict[str, Any]:
         self.log.info("Outcome %s recorded as audit entry %s", self.outcome, answer.get("audit_id"))
-        return {**self.outcome, "audit_id": answer.get("audit_id")}
+        recorded = {**self.outcome, "audit_id": answer.get("audit_id")}
+        progress.succeeded({"audit_id": answer.get("audit_id")}, outcome=recorded)
+        return recorded
+
+
+def _result(record: Any, step: str) -> dict[str, Any] | None:
+    return (record.steps.get(step) or {}).get("result")
 
 
 def consult_governance(hook: HmsHook, proposal: dict[str, Any], *, review_timeout: timedelta,
@@ -220,43 +306,41 @@ class GovernanceGateOperator(BaseOperator, SkipMixin):
         super().__init__(pool=GOVERNANCE.pool, **{**RETRY_SETTINGS, **kwargs})
 
     def execute(self, context: Context) -> dict[str, Any]:
+        progress = Progress(context)
         try:  # Only a valid proposal is worth asking about.
             proposal = validate_run_conf(context["dag_run"])
         except AirflowFailException as err:
-            context["ti"].xcom_push(key=ERROR_KEY, value=step_error(str(err), transient=False))
+            progress.failed(str(err))
             raise
         try:
             decision = consult_governance(HmsHook(GOVERNANCE), proposal, review_timeout=settings().review_timeout,
                                           now=datetime.now(UTC))
         except ServiceError as err:
-            keep_error(context, err)
+            progress.failed(err)
             raise_for_airflow(err)
-        return self.act_on(context, decision)
+        return self.act_on(context, progress, decision)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Where a proposal parked by release 0.1 (deferred on `hms_management.governance`'s trigger)
-        resumes: its event is read as strictly as an answer of governance."""
-        status = event.get("status")
-        if status == "error":
-            err = (TransientServiceError if event.get("transient") else PermanentServiceError)(str(event.get("reason")))
-            keep_error(context, err)
-            raise_for_airflow(err)
-        if status not in (APPROVED, DENIED, REVIEW_TIMEOUT):
-            err = GovernanceAnswerError(f"the review ended with {event!r}: not a decision; refused (fail closed)")
-            keep_error(context, err)
-            raise_for_airflow(err)
-        return self.act_on(context, Decision(status, str(event.get("reason") or status), event.get("decision_id"),
-                                             reviewer=event.get("reviewer")))
-
-    def act_on(self, context: Context, decision: Decision) -> dict[str, Any]:
-        ti = context["ti"]
-        ti.xcom_push(key=DECISION_KEY, value=decision.as_dict())
+    def act_on(self, context: Context, progress: Progress, decision: Decision) -> dict[str, Any]:
+        """Keep the decision in the record, then go on, park, or end the proposal's HMS steps."""
         if decision.status == APPROVED:
+            progress.succeeded(decision=decision.as_dict())
             self.log.info("Approved by governance (decision %s)", decision.decision_id)
             return decision.as_dict()
-        if decision.status == REVIEW:
+        # The HMS steps after the gate are skipped. Parked in review, the gate succeeds and the audit
+        # step is skipped too (the run ends holding nothing); denied or timed out, the gate is skipped.
+        later = [step for step in STEPS if step != GOVERNANCE_GATE] + ([RECORD_AUDIT] if decision.in_review else [])
+        gate = progress.step(GOVERNANCE_GATE, SUCCESS if decision.in_review else SKIPPED)
+        progress.write(decision=decision.as_dict(), steps={**gate, **{step: {"state": SKIPPED} for step in later}})
+        if decision.in_review:
             self.log.info("In human review as decision %s until %s: parked; the review watcher resumes it",
                           decision.decision_id, decision.deadline)
             # Ends this task as success and the later steps as skipped: the run finishes parked.
-            self.skip(ti, self.get_flat_relatives(upstream=False))
+            self.skip(context["ti"], self.get_flat_relatives(upstream=False))
         raise AirflowSkipException(f"Governance outcome {decision.status}: {decision.reason}")
+
+
+def _epoch(moment: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(moment).timestamp() if moment else None
+    except ValueError:
+        return None

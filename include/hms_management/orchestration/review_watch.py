@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, Variable
 
 from hms_management.domain.governance import REVIEW, Decision, review_deadline
-from hms_management.domain.outcome import is_parked
+from hms_management.domain.outcome import QUEUED, is_parked
 from hms_management.domain.services import DECISION_FEED, GOVERNANCE
 from hms_management.domain.settings import Settings
-from hms_management.domain.steps import DECISION_KEY, GOVERNANCE_GATE
+from hms_management.domain.steps import GOVERNANCE_GATE
 from hms_management.orchestration import deadlines
 from hms_management.orchestration.airflow_api import AirflowRuns, run_state
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.hook import HmsHook
+from hms_management.orchestration.records import records
 from hms_management.orchestration.triggers import ReviewFeedTrigger
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class WatchReviewsOperator(BaseOperator):
             resume_decided(hook, runs, state, report)
             resume_expired(hook, runs, state, report, before=now - config.review_timeout)
             remind_due_soon(hook, runs, state, report, config, now=now)
-            late = deadlines.overdue(runs, config, now=now)
+            late = deadlines.overdue(config, now=now)
             deadlines.notify_overdue(deadlines.notifications_hook(), late, config)
             report.overdue = sorted(late)
             self.log.info("%s", report.headline)
@@ -118,12 +119,13 @@ def next_due(hook: HmsHook, state: WatchState, config: Settings, *, now: datetim
 
 
 def parked_on(runs: AirflowRuns, proposal_id: str, decision_id: str) -> bool:
-    """Whether the proposal's run is parked in review on this very decision."""
-    run = runs.run(proposal_id)
-    if run is None:
+    """Whether the proposal's run is parked in review on this very decision: its run ended (as
+    Airflow says, the truth of a run's state) with the gate's decision (as its record keeps it)."""
+    record = records().get(proposal_id)
+    if record is None or (record.decision or {}).get("decision_id") != decision_id:
         return False
-    decision = runs.step_result(proposal_id, GOVERNANCE_GATE, DECISION_KEY)
-    return is_parked(run_state(run), decision) and decision.get("decision_id") == decision_id
+    run = runs.run(proposal_id)
+    return run is not None and is_parked(run_state(run), record.decision)
 
 
 def resume_if_parked(runs: AirflowRuns, proposal_id: str, decision_id: str) -> bool:
@@ -131,6 +133,8 @@ def resume_if_parked(runs: AirflowRuns, proposal_id: str, decision_id: str) -> b
     if not parked_on(runs, proposal_id, decision_id):
         return False
     runs.rerun_from(proposal_id, GOVERNANCE_GATE)
+    # Queued again, as Airflow now says: the desk shows it at once, not at the run's next start.
+    records().change(proposal_id, run_state=QUEUED, queued_at=datetime.now(UTC))
     return True
 
 

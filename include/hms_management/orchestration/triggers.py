@@ -1,14 +1,15 @@
-"""Triggers (the triggerer's event loop): the review watcher's wait, and release 0.1's review wait.
+"""Triggers (the triggerer's event loop): the review watcher's wait, and a step's wait for a
+suspended service.
 
 `ReviewFeedTrigger` is the one trigger behind every proposal in review: it asks the governance
 service for decisions taken since a cursor, one request per poll whatever the number of proposals
 waiting, and fires when there are some or when a review deadline (or reminder) falls due.
 
-`GovernanceDecisionTrigger` is the per-proposal wait of release 0.1, kept only so that proposals
-parked by it (their trigger's class path is stored in the metadata database) still resolve: it
-polls its decision and fires once, read as strictly as every other answer of governance.
+`SuspensionLiftedTrigger` is a step held back by governance's kill switch (design.md §9): it fires
+once no suspension covers its service, or when it has waited too long. However many steps wait,
+the triggerer asks governance for its suspensions once per poll (`SuspensionBoard`).
 
-Both import everything at the top: an import inside run() would block the triggerer's loop.
+They import everything at the top: an import inside run() would block the triggerer's loop.
 """
 
 from __future__ import annotations
@@ -16,19 +17,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from hms_management.domain.governance import REVIEW, REVIEW_TIMEOUT, read_decision_record
-from hms_management.domain.services import (
-    DECISION_FEED,
-    DECISIONS_ENDPOINT,
-    GOVERNANCE,
-    ServiceError,
-    TransientServiceError,
-)
+from hms_management.domain.services import DECISION_FEED, GOVERNANCE, SUSPENSIONS_ENDPOINT, ServiceError
 from hms_management.orchestration.hook import HmsAsyncHook
 
 DUE = "due"
@@ -70,45 +63,55 @@ class ReviewFeedTrigger(BaseTrigger):
             await asyncio.sleep(min(pause, left))
 
 
-class GovernanceDecisionTrigger(BaseTrigger):
-    """Release 0.1's wait for one proposal's review (see the module's docstring)."""
+EVERY_SERVICE = "all"
 
-    def __init__(self, *, proposal: dict[str, Any], review_deadline: float, poll_interval: float,
-                 http_conn_id: str = GOVERNANCE.conn_id, request_timeout: float = 10.0,
-                 decision_id: str | None = None) -> None:
+
+class SuspensionBoard:
+    """Governance's suspensions as this triggerer last read them: one request per poll interval,
+    shared by every waiting step (they all run on this one event loop)."""
+
+    _read_at: float = float("-inf")
+    _items: list[dict[str, Any]] = []
+    _lock: asyncio.Lock | None = None
+
+    @classmethod
+    async def covering(cls, service: str, *, max_age: float) -> dict[str, Any] | None:
+        """The suspension that holds `service` back (its own, else `all`), or None."""
+        if cls._lock is None:
+            cls._lock = asyncio.Lock()
+        async with cls._lock:
+            if time.monotonic() - cls._read_at >= max_age:
+                cls._items = (await HmsAsyncHook(GOVERNANCE).get(SUSPENSIONS_ENDPOINT)).get("items") or []
+                cls._read_at = time.monotonic()
+        found = {item.get("service"): item for item in cls._items if isinstance(item, dict)}
+        return found.get(service) or found.get(EVERY_SERVICE)
+
+
+class SuspensionLiftedTrigger(BaseTrigger):
+    """Wait until no suspension covers `service`, or until `give_up_at` (epoch seconds)."""
+
+    def __init__(self, *, service: str, give_up_at: float, poll_seconds: float) -> None:
         super().__init__()
-        self.proposal = proposal
-        self.review_deadline = review_deadline
-        self.poll_interval = poll_interval
-        self.http_conn_id = http_conn_id
-        self.request_timeout = request_timeout
-        self.decision_id = decision_id
+        self.service = service
+        self.give_up_at = give_up_at
+        self.poll_seconds = poll_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        # The class path it was stored under, so a re-serialised trigger still resolves after a restart.
-        return ("hms_management.governance.GovernanceDecisionTrigger", {
-            "proposal": self.proposal, "review_deadline": self.review_deadline, "poll_interval": self.poll_interval,
-            "http_conn_id": self.http_conn_id, "request_timeout": self.request_timeout,
-            "decision_id": self.decision_id})
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"service": self.service, "give_up_at": self.give_up_at, "poll_seconds": self.poll_seconds})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield TriggerEvent(await self.decision())
-
-    async def decision(self) -> dict[str, Any]:
-        hook = HmsAsyncHook(GOVERNANCE, timeout=self.request_timeout)
-        endpoint = DECISIONS_ENDPOINT.format(decision_id=self.decision_id)
-        while time.time() < self.review_deadline:
-            await asyncio.sleep(min(self.poll_interval, max(0.0, self.review_deadline - time.time())))
+        suspension: dict[str, Any] | None = None
+        while True:
             try:
-                record = read_decision_record(await hook.get(endpoint), decision_id=str(self.decision_id))
-            except TransientServiceError as err:
-                self.log.warning("Governance unavailable (%s); asking again", err)
-                continue
-            except ServiceError as err:  # an answer that is not a decision: refused (fail closed)
-                return {"status": "error", "reason": str(err), "transient": False}
-            if record.status != REVIEW:
-                return {"status": record.status, "reason": record.reason, "decision_id": self.decision_id,
-                        "reviewer": record.reviewer}
-        return {"status": REVIEW_TIMEOUT, "decision_id": self.decision_id,
-                "reason": f"no reviewer decided on {self.decision_id} before the review deadline "
-                          f"{datetime.fromtimestamp(self.review_deadline, UTC).isoformat()}"}
+                suspension = await SuspensionBoard.covering(self.service, max_age=self.poll_seconds)
+                if suspension is None:
+                    yield TriggerEvent({"lifted": True})
+                    return
+            except ServiceError as err:  # governance down: the step keeps waiting (fail closed)
+                self.log.warning("Suspensions unavailable (%s); still holding back %s", err, self.service)
+            left = self.give_up_at - time.time()
+            if left <= 0:
+                yield TriggerEvent({"lifted": False, "suspension": suspension})
+                return
+            await asyncio.sleep(min(self.poll_seconds, left))

@@ -1,19 +1,21 @@
 """The services a sweep talks to, over the one HMS transport and Airflow's official client: the HMS
-backlog and audit log (`HmsHook`), and proposal runs (`AirflowRuns`). Every failure becomes a
-SweepError that says which service and what it answered."""
+backlog and audit log (`HmsHook`), and proposal runs (`AirflowRuns`, with what their records say).
+Every failure becomes a SweepError that says which service and what it answered."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
+from hms_management.domain.outcome import QUEUED
 from hms_management.domain.proposal import Proposal, same_proposal
 from hms_management.domain.services import AUDIT, BACKLOG, ServiceError, TransientServiceError
-from hms_management.domain.steps import ERROR_KEY, RECORD_AUDIT
+from hms_management.domain.steps import RECORD_AUDIT
 from hms_management.orchestration.airflow_api import AirflowApiError, AirflowRuns
 from hms_management.orchestration.hook import HmsHook
+from hms_management.orchestration.records import records
 from hms_management.sweep.plan import REDRIVEN_ACTION, FailedRun, SweepError
 
 T = TypeVar("T")
@@ -97,15 +99,21 @@ class SweepRuns:
         return [FailedRun(run.dag_run_id, run.conf or {}, run.end_date.isoformat()) for run in runs]
 
     def outcome(self, proposal_id: str) -> dict[str, Any] | None:
-        """The outcome the run's audit step returned (None if it returned none)."""
-        return self._airflow(lambda: self.api.step_result(proposal_id, RECORD_AUDIT))
+        """The outcome the run's audit step recorded (None if it recorded none), from its record."""
+        record = records().get(proposal_id)
+        return record.outcome if record is not None else None
 
     def audit_step_error(self, proposal_id: str) -> dict[str, Any] | None:
-        """Why the run's audit step itself failed, when it did."""
-        return self._airflow(lambda: self.api.step_result(proposal_id, RECORD_AUDIT, ERROR_KEY))
+        """Why the run's audit step itself failed, when it did, from its record."""
+        record = records().get(proposal_id)
+        entry = (record.steps.get(RECORD_AUDIT) or {}) if record is not None else {}
+        return entry if entry.get("error") else None
 
     def rerun_from(self, proposal_id: str, step: str) -> list[str]:
-        return self._airflow(lambda: self.api.rerun_from(proposal_id, step))
+        cleared = self._airflow(lambda: self.api.rerun_from(proposal_id, step))
+        # Queued again, as Airflow now says: the desk shows it at once, not at the run's next start.
+        records().change(proposal_id, run_state=QUEUED, queued_at=datetime.now(UTC))
+        return cleared
 
     @staticmethod
     def _airflow(call: Callable[[], T]) -> T:

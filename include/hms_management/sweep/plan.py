@@ -118,7 +118,7 @@ class FailedRun:
 
     @property
     def proposal_id(self) -> str:
-        return proposal_id_of(self.run_id, self.conf)
+        return proposal_id_of(self.run_id)
 
 
 def failure_of(run: FailedRun, outcome: dict[str, Any] | None, audit_error: dict[str, Any] | None) -> Failure:

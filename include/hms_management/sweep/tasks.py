@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Variable
 from airflow.sdk.exceptions import AirflowFailException
+from sqlalchemy.exc import SQLAlchemyError
 
 from hms_management.domain.services import AUDIT, BACKLOG, GOVERNANCE, ServiceError
 from hms_management.orchestration import deadlines
-from hms_management.orchestration.airflow_api import AirflowApiError, AirflowRuns
+from hms_management.orchestration.airflow_api import AirflowRuns
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.hook import HmsHook
 from hms_management.sweep.adapters import HttpAuditLog, HttpBacklog, SweepRuns
@@ -80,11 +81,10 @@ def deadlines_now() -> tuple[list[str], list[str]]:
     summary without them is still a summary (logged, never a failed sweep)."""
     config, now = settings(), datetime.now(UTC)
     try:
-        with AirflowRuns.from_connection() as api:
-            overdue = sorted(deadlines.overdue(api, config, now=now))
+        overdue = sorted(deadlines.overdue(config, now=now))
         due_soon = deadlines.open_reviews(HmsHook(GOVERNANCE), created_after=(now - config.review_timeout).isoformat(),
                                           created_before=deadlines.reminder_cutoff(config, now=now))
-    except (AirflowApiError, ServiceError) as err:
+    except (SQLAlchemyError, ServiceError) as err:
         log.warning("could not count the deadlines (%s)", err)
         return [], []
     return overdue, [review["proposal_id"] for review in due_soon]

@@ -1,9 +1,10 @@
 """The admission middleware in front of Airflow's trigger endpoint, around a stand-in app that
-echoes what reaches it (the live api-server is exercised in tests/e2e)."""
+echoes what reaches it (the live api-server is exercised in tests/e2e), with a real records database."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from starlette.applications import Starlette
@@ -21,20 +22,27 @@ async def echo(request: Request) -> JSONResponse:
 
 
 @pytest.fixture
-def client(monkeypatch):
-    monkeypatch.setattr(admission, "_may_trigger", _allowed)
+def client(monkeypatch, proposal_records):
+    monkeypatch.setattr(admission, "_trigger_user", _agent)
     app = Starlette(routes=[Route(TRIGGER_PATH, echo, methods=["POST"]), Route("/other", echo, methods=["POST"])])
     app.add_middleware(ProposalAdmissionMiddleware)
     return TestClient(app)
 
 
-async def _allowed(scope) -> bool:
-    return True
+async def _agent(scope) -> SimpleNamespace:
+    return SimpleNamespace(get_name=lambda: "agent")
 
 
-def test_a_valid_proposal_reaches_airflow_with_its_run_id(client):
+def test_a_valid_proposal_reaches_airflow_with_its_run_id_and_its_record_is_admitted(client, proposal_records):
     response = client.post(TRIGGER_PATH, json={"logical_date": None, "conf": {"id": "p-1", "rule": "r"}})
     assert response.json()["body"]["dag_run_id"] == "proposal__p-1"
+    record = proposal_records.get("p-1")
+    assert (record.status, record.triggered_by, record.proposal["priority"]) == ("queued", "agent", "normal")
+
+
+def test_a_refused_proposal_has_no_record(client, proposal_records):
+    client.post(TRIGGER_PATH, json={"logical_date": None, "conf": {"id": "p-2", "token": "x"}})
+    assert proposal_records.get("p-2") is None
 
 
 def test_an_invalid_proposal_is_400_and_never_reaches_airflow(client):
@@ -66,10 +74,10 @@ def test_other_paths_pass_untouched(client):
 
 
 def test_a_caller_who_may_not_trigger_gets_airflows_own_answer(monkeypatch, client):
-    async def refused(scope) -> bool:
-        return False
+    async def refused(scope) -> None:
+        return None
 
-    monkeypatch.setattr(admission, "_may_trigger", refused)
+    monkeypatch.setattr(admission, "_trigger_user", refused)
     response = client.post(TRIGGER_PATH, json={"conf": {"token": "x"}})
     assert response.json()["reached_airflow"]  # the stand-in plays Airflow, which answers 401/403
 

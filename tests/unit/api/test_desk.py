@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hms_management.api.desk import Viewer, span
-from hms_management.api.proposals import ProposalView
+from hms_management.records.store import ProposalRecord
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -19,13 +19,15 @@ def test_durations_read_as_people_say_them(seconds, said):
     assert span(timedelta(seconds=seconds)) == said
 
 
-def parked(*, submitted_by: str = "hms-a2a", triggered_by: str = "agent", deadline_in: float = 600) -> ProposalView:
-    return ProposalView(
-        id="p-1", run_id="proposal__p-1", status="awaiting_governance", run_state="success",
-        queued_at=NOW, start_date=NOW, end_date=NOW, conf={"id": "p-1", "submitted_by": submitted_by},
-        triggered_by=triggered_by,
+def parked(*, submitted_by: str = "hms-a2a", triggered_by: str = "agent", deadline_in: float = 600,
+           status: str = "awaiting_governance") -> ProposalRecord:
+    return ProposalRecord(
+        id="p-1", run_id="proposal__p-1", seq=1, status=status, reason="high impact", failed_step=None, title=None,
+        named_submitter=submitted_by, triggered_by=triggered_by, priority="normal", impact="high",
+        proposal={"id": "p-1", "submitted_by": submitted_by}, run_state="success", outcome=None, steps={}, checks=[],
         decision={"status": "review", "decision_id": "d-1",
-                  "deadline": (NOW + timedelta(seconds=deadline_in)).isoformat()})
+                  "deadline": (NOW + timedelta(seconds=deadline_in)).isoformat()},
+        submitted_at=NOW, queued_at=NOW, started_at=NOW, ended_at=NOW, updated_at=NOW)
 
 
 REVIEWER = Viewer(name="reviewer", may_submit=True, may_review=True)
@@ -44,6 +46,4 @@ def test_readers_agents_and_late_reviews_get_no_buttons():
     assert not Viewer(name="analyst", may_submit=False, may_review=False).may_decide(parked(), now=NOW)
     assert not Viewer(name="agent", may_submit=True, may_review=False).may_decide(parked(), now=NOW)
     assert not REVIEWER.may_decide(parked(deadline_in=-1), now=NOW)
-    done = parked()
-    done.status = "completed"
-    assert not REVIEWER.may_decide(done, now=NOW)
+    assert not REVIEWER.may_decide(parked(status="completed"), now=NOW)

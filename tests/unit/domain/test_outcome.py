@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hms_management.domain.outcome import Outcome, audit_record, proposal_status, settle
+from hms_management.domain.outcome import Outcome, audit_record, settle, standing
 from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS, STEPS
 
 
@@ -90,4 +90,20 @@ REVIEW = {"status": "review", "decision_id": "d1", "deadline": "2026-12-05T00:00
 )
 def test_status_comes_from_the_run_state_the_audit_outcome_and_the_gate_decision(run_state, outcome, decision,
                                                                                    status):
-    assert proposal_status(run_state, outcome, decision) == status
+    assert standing(run_state, outcome, decision).status == status
+
+
+@pytest.mark.parametrize(
+    ("run_state", "outcome", "decision", "reason", "failed_step"),
+    [
+        ("running", {"outcome": "failed", "reason": "503", "failed_step": "apply_policy"}, None, None, None),
+        ("success", None, REVIEW | {"reason": "high impact"}, "high impact", None),
+        ("success", {"outcome": "denied", "reason": "weekend"}, {"status": "denied"}, "weekend", None),
+        ("failed", {"outcome": "failed", "failed_step": "apply_policy", "reason": "503"}, None, "503", "apply_policy"),
+        ("failed", None, None, "the run ended without an audit record (see record_audit's log)", None),
+    ],
+)
+def test_the_reason_is_why_it_ended_or_why_it_waits_never_an_earlier_attempts(run_state, outcome, decision, reason,
+                                                                                failed_step):
+    settled = standing(run_state, outcome, decision)
+    assert (settled.reason, settled.failed_step) == (reason, failed_step)

@@ -1,9 +1,9 @@
-"""The workflow's operators alone, against a scripted HMS service on 127.0.0.1 (no Airflow process).
+"""The workflow's operators alone, against a scripted HMS service on 127.0.0.1 and a real records
+database (no Airflow process).
 
 What each HMS step sends (path, body, Idempotency-Key, the connection's token) and what it makes of
-each answer; the governance gate on every answer governance may give, failing closed on anything
-that is not a decision of the contract; and the gate's `execute_complete` for every status a
-proposal parked by release 0.1 may resume with.
+each answer, as the proposal's record keeps it; the governance gate on every answer governance may
+give, failing closed on anything that is not a decision of the contract.
 """
 
 from __future__ import annotations
@@ -15,17 +15,33 @@ from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, DownstreamTasksSkipped
 
 from hms_management.domain.services import TransientServiceError
-from hms_management.domain.steps import APPLY_POLICY, DECISION_KEY, ERROR_KEY, GOVERNANCE_GATE, NOTIFY_OFFICERS
+from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT
 from hms_management.orchestration.operators import (
     ApplyPolicyOperator,
     GovernanceGateOperator,
     NotifyOfficersOperator,
     RecordAuditOperator,
 )
+from hms_management.orchestration.records import records
+from hms_management.records.store import Admission
 from tests.unit.conftest import TOKEN, context_for
+
+pytestmark = pytest.mark.usefixtures("proposal_records")
 
 PROPOSAL = {"id": "p-1", "rule": {"queue": "foia"}, "title": "FOIA", "submitted_by": "hms-a2a"}
 APPROVED = {"status": "approved", "decision_id": "d-1", "reason": "no governance rule objects"}
+
+
+def recorded(proposal_id: str = "p-1"):
+    """The proposal's record, as /management would read it."""
+    return records().get(proposal_id)
+
+
+def earlier(proposal_id: str = "p-1", **facts) -> None:
+    """What the earlier steps of the run left in the record."""
+    records().change(proposal_id, admission=Admission.of(PROPOSAL, run_id=f"proposal__{proposal_id}",
+                                                         triggered_by="agent", submitted_at=datetime.now(UTC)),
+                     **facts)
 
 
 def run(operator, context):
@@ -37,7 +53,15 @@ def run(operator, context):
 # -- the HMS steps ---------------------------------------------------------------------------------
 
 
-def test_apply_policy_posts_the_proposal_once_per_proposal_with_the_token_and_renders_what_it_sends(hms):
+@pytest.fixture
+def approved(hms):
+    """A proposal the gate approved, which governance lets take every step (tests/unit/orchestration/
+    test_governance_checks.py covers every other answer)."""
+    earlier(decision=APPROVED, steps={GOVERNANCE_GATE: {"state": "success"}})
+    hms.answer("POST", "/gov/check", 200, {"status": "approved", "decision_id": "d-1"})
+
+
+def test_apply_policy_posts_the_proposal_once_per_proposal_with_the_token_and_renders_what_it_sends(hms, approved):
     hms.answer("POST", "/svc/policy", 200, {"policy_id": "pol-1", "version": 1})
     operator = ApplyPolicyOperator(task_id=APPLY_POLICY)
 
@@ -50,11 +74,15 @@ def test_apply_policy_posts_the_proposal_once_per_proposal_with_the_token_and_re
     assert result == {"policy_id": "pol-1", "version": 1}
     # What the UI's Rendered tab shows for this try.
     assert (operator.request_body, operator.idempotency_key) == (sent.body, "p-1:apply_policy")
+    step = recorded().steps[APPLY_POLICY]
+    assert (step["state"], step["tries"], step["result"]) == ("success", 1, result)
+    assert recorded().status == "running"
 
 
-def test_notify_officers_says_which_policy_went_live(hms):
+def test_notify_officers_says_which_policy_went_live(hms, approved):
     hms.answer("POST", "/notifications", 200, {"notification_id": "n-1"})
-    context = context_for(NOTIFY_OFFICERS, PROPOSAL, xcoms={(APPLY_POLICY, "return_value"): {"policy_id": "pol-1"}})
+    earlier(steps={APPLY_POLICY: {"state": "success", "result": {"policy_id": "pol-1"}}})
+    context = context_for(NOTIFY_OFFICERS, PROPOSAL)
 
     assert run(NotifyOfficersOperator(task_id=NOTIFY_OFFICERS), context) == {"notification_id": "n-1"}
 
@@ -66,57 +94,71 @@ def test_notify_officers_says_which_policy_went_live(hms):
 @pytest.mark.parametrize(("clear_number", "key"), [(0, "p-1:record_audit"), (2, "p-1:record_audit:rerun2")])
 def test_record_audit_writes_the_outcome_under_a_key_of_its_own_per_redrive(hms, clear_number, key):
     hms.answer("POST", "/audit/log", 200, {"audit_id": "a-1"})
-    xcoms = {(GOVERNANCE_GATE, "return_value"): APPROVED, (GOVERNANCE_GATE, DECISION_KEY): {**APPROVED,
-                                                                                         "reviewer": "rita"},
-             (APPLY_POLICY, "return_value"): {"policy_id": "pol-1", "version": 3},
-             (NOTIFY_OFFICERS, "return_value"): {"notification_id": "n-1"}}
-    context = context_for("record_audit", PROPOSAL, clear_number=clear_number, xcoms=xcoms)
+    earlier(decision={**APPROVED, "reviewer": "rita"}, steps={
+        GOVERNANCE_GATE: {"state": "success"},
+        APPLY_POLICY: {"state": "success", "result": {"policy_id": "pol-1", "version": 3}},
+        NOTIFY_OFFICERS: {"state": "success", "result": {"notification_id": "n-1"}}})
+    context = context_for(RECORD_AUDIT, PROPOSAL, clear_number=clear_number)
 
-    result = run(RecordAuditOperator(task_id="record_audit"), context)
+    result = run(RecordAuditOperator(task_id=RECORD_AUDIT), context)
 
     [sent] = hms.to("POST", "/audit/log")
     assert sent.headers["Idempotency-Key"] == key
     assert sent.body == {**sent.body, "proposalId": "p-1", "outcome": "completed", "decisionId": "d-1",
                          "reviewer": "rita", "policyVersion": 3, "notificationId": "n-1", "runId": "proposal__p-1"}
     assert result == {**result, "outcome": "completed", "audit_id": "a-1"}
+    assert recorded().outcome == result  # the run's end settles the status from it
 
 
-def test_record_audit_of_a_run_whose_conf_is_not_a_proposal_names_the_id_without_the_run_prefix(hms):
+def test_record_audit_of_a_run_whose_conf_is_not_a_proposal_names_the_run_id_without_its_prefix(hms):
     hms.answer("POST", "/audit/log", 200, {"audit_id": "a-2"})
-    context = context_for("record_audit", {"id": "bad id!", "rule": "r"}, run_id="proposal__bad",
-                          xcoms={(GOVERNANCE_GATE, ERROR_KEY): {"error": "invalid proposal: id", "transient": False}})
+    gate = context_for(GOVERNANCE_GATE, {"id": "bad id!", "rule": "r"}, run_id="proposal__bad")
+    with pytest.raises(AirflowFailException):
+        gate_with_downstream().execute(gate)
+    context = context_for(RECORD_AUDIT, {"id": "bad id!", "rule": "r"}, run_id="proposal__bad")
 
-    run(RecordAuditOperator(task_id="record_audit"), context)
+    run(RecordAuditOperator(task_id=RECORD_AUDIT), context)
 
     [sent] = hms.to("POST", "/audit/log")
-    assert sent.body["proposalId"] == "bad id!" and sent.headers["Idempotency-Key"] == "bad id!:record_audit"
+    assert sent.body["proposalId"] == "bad" and sent.headers["Idempotency-Key"] == "bad:record_audit"
     assert (sent.body["outcome"], sent.body["failedStep"]) == ("failed", GOVERNANCE_GATE)
+    assert sent.body["reason"].startswith("invalid proposal: id")
 
 
-def test_a_503_is_raised_for_airflow_to_retry_and_kept_as_a_transient_error(hms):
+def test_a_503_is_raised_for_airflow_to_retry_and_kept_as_a_transient_error(hms, approved):
     hms.answer("POST", "/svc/policy", 503, {"error": "injected fault"})
     context = context_for(APPLY_POLICY, PROPOSAL)
 
     with pytest.raises(TransientServiceError, match="503"):
         run(ApplyPolicyOperator(task_id=APPLY_POLICY), context)
-    assert context["ti"].pushed(ERROR_KEY)["transient"] is True
+    step = recorded().steps[APPLY_POLICY]
+    assert (step["state"], step["transient"]) == ("up_for_retry", True) and "503" in step["error"]
+
+
+def test_a_503_on_the_last_try_is_the_steps_failure(hms, approved):
+    hms.answer("POST", "/svc/policy", 503, {"error": "injected fault"})
+
+    with pytest.raises(TransientServiceError):
+        run(ApplyPolicyOperator(task_id=APPLY_POLICY), context_for(APPLY_POLICY, PROPOSAL, try_number=4))
+    assert recorded().steps[APPLY_POLICY]["state"] == "failed"
 
 
 @pytest.mark.parametrize(("status", "body", "words"), [
     (422, {"error": "rule is not valid"}, "answered 422"),
     (200, "<html><body>proxy login</body></html>", "not a JSON object"),
 ])
-def test_a_refusal_or_an_answer_that_is_not_json_fails_at_once_and_is_kept(hms, status, body, words):
+def test_a_refusal_or_an_answer_that_is_not_json_fails_at_once_and_is_kept(hms, approved, status, body, words):
     hms.answer("POST", "/svc/policy", status, body, content_type="text/html" if isinstance(body, str) else
                "application/json")
     context = context_for(APPLY_POLICY, PROPOSAL)
 
     with pytest.raises(AirflowFailException, match=words):
         run(ApplyPolicyOperator(task_id=APPLY_POLICY), context)
-    assert context["ti"].pushed(ERROR_KEY)["transient"] is False
+    step = recorded().steps[APPLY_POLICY]
+    assert (step["state"], step["transient"]) == ("failed", False)
 
 
-def test_no_answer_at_all_is_transient(monkeypatch):
+def test_no_answer_at_all_is_transient(monkeypatch, hms, approved):
     monkeypatch.setenv("AIRFLOW_CONN_HMS_POLICY", '{"conn_type": "http", "host": "127.0.0.1", "port": 9}')
     context = context_for(APPLY_POLICY, PROPOSAL)
 
@@ -149,7 +191,8 @@ def test_approved_returns_the_decision_and_keeps_it(hms):
     [asked] = hms.to("POST", "/gov/validate")
     assert asked.body == {"proposal": {**PROPOSAL, "priority": "normal", "impact": "normal"}}
     assert asked.headers["Idempotency-Key"] == "p-1:governance_gate"
-    assert context["ti"].pushed(DECISION_KEY)["decision_id"] == "d-1"
+    assert recorded().decision["decision_id"] == "d-1"
+    assert recorded().steps[GOVERNANCE_GATE]["state"] == "success"
 
 
 def test_denied_skips_the_hms_steps_and_keeps_the_reason(hms):
@@ -158,8 +201,10 @@ def test_denied_skips_the_hms_steps_and_keeps_the_reason(hms):
 
     with pytest.raises(AirflowSkipException, match="denied"):
         gate_with_downstream().execute(context)
-    assert context["ti"].pushed(DECISION_KEY) == {**context["ti"].pushed(DECISION_KEY), "status": "denied",
-                                                   "reason": "processing is not allowed on weekends"}
+    decision = recorded().decision
+    assert (decision["status"], decision["reason"]) == ("denied", "processing is not allowed on weekends")
+    assert {step: entry["state"] for step, entry in recorded().steps.items()} == {
+        GOVERNANCE_GATE: "skipped", APPLY_POLICY: "skipped", NOTIFY_OFFICERS: "skipped"}
 
 
 def test_in_review_parks_the_run_skipping_every_later_step_and_keeps_the_deadline(hms):
@@ -172,7 +217,7 @@ def test_in_review_parks_the_run_skipping_every_later_step_and_keeps_the_deadlin
         gate_with_downstream().execute(context)
 
     assert sorted(skipped.value.tasks) == [APPLY_POLICY, NOTIFY_OFFICERS]
-    decision = context["ti"].pushed(DECISION_KEY)
+    decision = recorded().decision
     assert decision["status"] == "review"
     assert datetime.fromisoformat(decision["deadline"]) == created + timedelta(hours=72)  # airflow.cfg's 3 days
 
@@ -184,7 +229,7 @@ def test_a_review_past_its_deadline_is_review_timeout_whenever_the_gate_runs_aga
 
     with pytest.raises(AirflowSkipException, match="review_timeout"):
         gate_with_downstream().execute(context)
-    assert context["ti"].pushed(DECISION_KEY)["status"] == "review_timeout"
+    assert recorded().decision["status"] == "review_timeout"
 
 
 def test_a_decision_taken_after_the_deadline_is_a_timeout_not_an_approval(hms):
@@ -238,8 +283,9 @@ def test_anything_but_a_decision_fails_the_gate_closed_naming_what_was_answered(
 
     shown = body if isinstance(body, str) else (body.get("status") if isinstance(body, dict) else "approved")
     assert str(shown or "") in str(failed.value)
-    assert context["ti"].pushed(ERROR_KEY)["transient"] is False
-    assert context["ti"].pushed(DECISION_KEY) is None  # nothing the HMS steps could take for a decision
+    assert (recorded().steps[GOVERNANCE_GATE]["state"], recorded().steps[GOVERNANCE_GATE]["transient"]) == (
+        "failed", False)
+    assert recorded().decision is None  # nothing the HMS steps could take for a decision
     assert [r.path for r in hms.requests] == ["/gov/validate"]
 
 
@@ -265,8 +311,8 @@ def test_invalid_conf_fails_the_gate_with_the_field_and_asks_nobody(hms):
     with pytest.raises(AirflowFailException, match="invalid proposal: id"):
         gate_with_downstream().execute(context)
 
-    error = context["ti"].pushed(ERROR_KEY)
-    assert error["error"].startswith("invalid proposal: id") and error["transient"] is False
+    step = recorded("bad id!").steps[GOVERNANCE_GATE]
+    assert step["error"].startswith("invalid proposal: id") and step["transient"] is False
     assert hms.requests == []
 
 
@@ -274,36 +320,3 @@ def test_a_run_id_that_is_not_the_proposals_fails_the_gate(hms):
     with pytest.raises(AirflowFailException, match="one run per proposal"):
         gate_with_downstream().execute(context_for(GOVERNANCE_GATE, PROPOSAL, run_id="manual__2026-11-27"))
     assert hms.requests == []
-
-
-# -- a proposal parked by release 0.1 resumes through execute_complete -------------------------------
-
-
-def test_legacy_event_approved_returns_the_decision():
-    context = context_for(GOVERNANCE_GATE, PROPOSAL)
-    decision = gate_with_downstream().execute_complete(context, {"status": "approved", "decision_id": "d",
-                                                                 "reviewer": "rita", "reason": "ok"})
-    assert (decision["status"], decision["reviewer"]) == ("approved", "rita")
-
-
-@pytest.mark.parametrize("status", ["denied", "review_timeout"])
-def test_legacy_event_denied_or_timed_out_skips_the_steps_and_keeps_the_decision(status):
-    context = context_for(GOVERNANCE_GATE, PROPOSAL)
-    with pytest.raises(AirflowSkipException, match=status):
-        gate_with_downstream().execute_complete(context, {"status": status, "decision_id": "d", "reason": "why"})
-    assert context["ti"].pushed(DECISION_KEY)["status"] == status
-
-
-@pytest.mark.parametrize("event", [{"status": "escalated"}, {"status": None}, {}, {"status": "review"},
-                                   {"status": "error", "reason": "401 refused", "transient": False}])
-def test_legacy_event_of_anything_else_fails_closed(event):
-    context = context_for(GOVERNANCE_GATE, PROPOSAL)
-    with pytest.raises(AirflowFailException):
-        gate_with_downstream().execute_complete(context, event)
-    assert context["ti"].pushed(DECISION_KEY) is None
-
-
-def test_legacy_transient_error_event_is_retried():
-    with pytest.raises(TransientServiceError):
-        gate_with_downstream().execute_complete(context_for(GOVERNANCE_GATE, PROPOSAL),
-                                                {"status": "error", "reason": "503", "transient": True})

@@ -4,7 +4,7 @@
   "use strict";
   const api = document.body.dataset.api;
   const labels = JSON.parse(document.body.dataset.labels || "{}");
-  const FINAL = ["completed", "denied", "review_timeout", "failed"];
+  const FINAL = ["completed", "denied", "review_timeout", "revoked", "failed"];
 
   // Airflow shows this page in a sandboxed iframe that may not navigate the window by itself
   // (no allow-top-navigation), but may reach it (same origin): a link followed there opens the run.
@@ -60,51 +60,73 @@
     }
   }
 
-  for (const form of document.querySelectorAll("form.decide")) {
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const id = form.dataset.proposal;
-      const approved = event.submitter ? event.submitter.value === "true" : false;
-      const reason = form.elements.reason.value.trim();
+  // A reviewer's decision or revocation: sent, then the row follows the proposal to its end.
+  async function send(form, path, body, verdict, next) {
+    const outcome = form.querySelector(".outcome");
+    const fail = (message) => {
+      outcome.textContent = message;
+      outcome.classList.add("error");
+      outcome.setAttribute("role", "alert");
+    };
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((button) => { button.disabled = true; });
+    let response, answer = {};
+    try {
+      response = await fetch(`${api}/proposals/${encodeURIComponent(form.dataset.proposal)}/${path}`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify(body),
+      });
+      answer = await response.json().catch(() => ({}));
+    } catch (err) {
+      fail(`Not sent: ${err.message}`);
+      buttons.forEach((button) => { button.disabled = false; });
+      return;
+    }
+    if (!response.ok) {
+      const undone = path === "revoke" ? "Not revoked" : "Not decided";
+      fail(`${undone} (${response.status}): ${answer.detail || response.statusText}`);
+      buttons.forEach((button) => { button.disabled = false; });
+      return;
+    }
+    const note = document.createElement("p");
+    note.className = "decided";
+    note.setAttribute("role", "status");
+    note.textContent = `${verdict} ${next}`;
+    (form.closest("details.revoke") || form).replaceWith(note);
+    follow(form.dataset.proposal, note.closest("[data-proposal]") || document.body, note, verdict);
+  }
+
+  // The reason is required: it goes into the audit record with the reviewer's name.
+  function reasonOf(form) {
+    const reason = form.elements.reason.value.trim();
+    if (!reason) {
       const outcome = form.querySelector(".outcome");
-      const fail = (message) => {
-        outcome.textContent = message;
-        outcome.classList.add("error");
-        outcome.setAttribute("role", "alert");
-      };
-      if (!reason) {
-        fail("Give a reason: it is kept in the audit record.");
-        form.elements.reason.focus();
-        return;
-      }
-      const buttons = form.querySelectorAll("button");
-      buttons.forEach((button) => { button.disabled = true; });
-      let response, body = {};
-      try {
-        response = await fetch(`${api}/proposals/${encodeURIComponent(id)}/decision`, {
-          method: "POST",
-          credentials: "same-origin",
-          headers: { "Content-Type": "application/json", Accept: "application/json" },
-          body: JSON.stringify({ approved, reason }),
-        });
-        body = await response.json().catch(() => ({}));
-      } catch (err) {
-        fail(`The decision was not sent: ${err.message}`);
-        buttons.forEach((button) => { button.disabled = false; });
-        return;
-      }
-      if (!response.ok) {
-        fail(`Not decided (${response.status}): ${body.detail || response.statusText}`);
-        buttons.forEach((button) => { button.disabled = false; });
-        return;
-      }
-      const verdict = `${approved ? "Approved" : "Denied"} by you: “${reason}”.`;
-      const note = document.createElement("p");
-      note.className = "decided";
-      note.setAttribute("role", "status");
-      note.textContent = `${verdict} Resuming…`;
-      form.replaceWith(note);
-      follow(id, note.closest("[data-proposal]") || document.body, note, verdict);
+      outcome.textContent = "Give a reason: it is kept in the audit record.";
+      outcome.classList.add("error");
+      outcome.setAttribute("role", "alert");
+      form.elements.reason.focus();
+    }
+    return reason;
+  }
+
+  for (const form of document.querySelectorAll("form.revoke")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const reason = reasonOf(form);
+      if (reason) send(form, "revoke", { reason }, `Revoked by you: “${reason}”.`, "It takes no further step…");
+    });
+  }
+
+  for (const form of document.querySelectorAll("form.decide")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const approved = event.submitter ? event.submitter.value === "true" : false;
+      const reason = reasonOf(form);
+      if (!reason) return;
+      send(form, "decision", { approved, reason }, `${approved ? "Approved" : "Denied"} by you: “${reason}”.`,
+           "Resuming…");
     });
   }
 })();
