@@ -1,6 +1,7 @@
 """The databases' set-up, in one process: `airflow db migrate`, the Management Layer's own database
-(created when missing, then migrated to its newest revision), `airflow pools import` and
-`airflow connections import --overwrite`.
+(created when missing, then migrated to its newest revision, and given the rate budgets committed
+beside the pools that it has not yet), `airflow pools import` and `airflow connections import
+--overwrite`.
 
 Each Airflow step runs as the `airflow` command runs it (Airflow's own CLI parser and command
 functions), only in one interpreter: every `airflow` command spends about 3 s importing Airflow.
@@ -25,8 +26,10 @@ from sqlalchemy.engine import URL, make_url
 
 from hms_management.orchestration.records import RECORDS_CONN_ID
 from hms_management.records import database as records_database
+from hms_management.records.budgets import Budgets, committed
 
 RECORDS_DATABASE = "hms_management"
+BUDGETS_FILE = "budgets.json"
 RECORDS_ENV = f"AIRFLOW_CONN_{RECORDS_CONN_ID.upper()}"
 
 
@@ -50,16 +53,19 @@ def records_connection(airflow_url: str) -> str:
     return json.dumps(records_database.fields_of(make_url(airflow_url).set(database=RECORDS_DATABASE)))
 
 
-def prepare_records(url: URL) -> str:
-    """Create the records' database when missing and migrate it; a line saying what was done."""
+def prepare_records(url: URL, budgets_file: Path) -> str:
+    """Create the records' database when missing, migrate it, and make the committed rate budgets it
+    has not yet (a budget changed at run time stays as it was changed); a line saying what was done."""
     created = records_database.create_if_missing(url)
     engine = create_engine(url)
     try:
         records_database.upgrade(engine)
         revision = records_database.revision(engine)
+        made = Budgets(engine).seed(committed(budgets_file), by=f"set-up from {budgets_file.name}")
     finally:
         engine.dispose()
-    return f"records database {url.database}: {'created, ' if created else ''}at revision {revision}"
+    return (f"records database {url.database}: {'created, ' if created else ''}at revision {revision}; "
+            f"rate budgets made: {', '.join(made) or 'none (all there)'}")
 
 
 def prepare(pools_file: Path, connections_file: Path) -> None:
@@ -74,7 +80,8 @@ def prepare(pools_file: Path, connections_file: Path) -> None:
 
     url = records_url()
     airflow("db", "migrate")
-    print(prepare_records(url), flush=True)
+    # The rate budgets are committed beside the pools (config/budgets.json).
+    print(prepare_records(url, pools_file.with_name(BUDGETS_FILE)), flush=True)
     airflow("pools", "import", str(pools_file))
     airflow("connections", "import", "--overwrite", str(connections_file))
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 from hms_management.api import desk
 from hms_management.api import proposals as proposal_runs
 from hms_management.api.admission import MAX_BODY_BYTES, is_json, read_body, refusal
-from hms_management.api.auth import may, user_of
+from hms_management.api.auth import is_admin, may, user_of
 from hms_management.api.docs import add_docs
 from hms_management.api.proposals import Filters, ProposalConflict
 from hms_management.api.reviews import ReviewRefused, decide, revoke
@@ -39,6 +39,8 @@ from hms_management.domain.proposal import (
     load_json,
     parse_proposal,
 )
+from hms_management.orchestration.records import budgets
+from hms_management.records.budgets import BudgetError
 from hms_management.records.store import ProposalRecord, decode_cursor
 
 BodyModel = TypeVar("BodyModel", bound=BaseModel)
@@ -139,6 +141,7 @@ def _authorized(method: str):
 
 
 Caller = Annotated[Any, _authorized("POST")]
+Reader = Annotated[Any, _authorized("GET")]
 
 
 app = FastAPI(
@@ -406,3 +409,45 @@ async def _reviewers_act(act: Callable[..., tuple[ProposalRecord, dict[str, Any]
     except ReviewRefused as err:
         return JSONResponse({"detail": str(err)}, err.status)
     return JSONResponse({**_status(record, details=False), "decision": decision}, 200)
+
+
+class BudgetChange(BaseModel):
+    """A service's new rate budget: calls per second, and how many may go at once after a quiet spell."""
+
+    model_config = {"extra": "forbid"}
+
+    per_second: Any = Field(description="Calls per second for the whole deployment (a number above 0)")
+    burst: Any = Field(description="Calls that may go at once after a quiet spell (a whole number, at least 1)")
+
+
+@app.get("/budgets", dependencies=[_authorized("GET")], responses={401: {"description": "No or bad token"}},
+         summary="Each HMS service's rate budget, shared by every worker")
+async def list_budgets() -> JSONResponse:
+    found = await in_agents_share(lambda: budgets(pooled=True).all())
+    return JSONResponse({"budgets": [budget.as_dict() for budget in found]}, 200)
+
+
+@app.put(
+    "/budgets/{service}",
+    summary="Change a service's rate budget at once, for every worker (admins only)",
+    responses={
+        200: {"description": "The budget as it now stands; the next reservation of every caller uses it"},
+        400: {"description": "per_second or burst is not a budget: the field and why"},
+        401: {"description": "No or bad token"},
+        403: {"description": "Not an admin"},
+        404: {"description": "No budget for this service"},
+    },
+)
+async def change_budget(service: Annotated[str, Path(max_length=64)], request: Request,
+                        user: Reader) -> JSONResponse:
+    if not is_admin(user):
+        raise HTTPException(403, "only an Airflow admin may change a rate budget")
+    body = await _body_as(BudgetChange, request)
+    try:
+        changed = await in_agents_share(lambda: budgets(pooled=True).set(
+            service, body.per_second, body.burst, by=user.get_name()))
+    except BudgetError as err:
+        raise _Invalid([{"field": err.field, "reason": err.reason}]) from None
+    if changed is None:
+        return JSONResponse({"detail": f"no rate budget for service {service!r}"}, 404)
+    return JSONResponse(changed.as_dict(), 200)

@@ -74,3 +74,12 @@ def may(user: Any, method: str) -> bool:
     return get_auth_manager().is_authorized_dag(
         method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID), user=user
     )
+
+
+def is_admin(user: Any) -> bool:
+    """Whether the user is an Airflow admin: SimpleAuthManager's role `admin`; with another auth
+    manager, whoever may change Airflow's configuration."""
+    role = getattr(user, "role", None)
+    if role is not None:
+        return str(role).lower() == "admin"
+    return get_auth_manager().is_authorized_configuration(method="PUT", user=user)

@@ -32,6 +32,7 @@ from hms_management.domain.proposal import DAG_ID, RUN_ID_PREFIX, proposal_id_of
 from hms_management.domain.services import GOVERNANCE, SUSPENSIONS_ENDPOINT, ServiceError
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.hook import HmsHook
+from hms_management.orchestration.records import budgets
 from hms_management.records.store import ProposalRecord, decode_cursor
 
 PAGE_SIZE = 50
@@ -63,6 +64,7 @@ class Viewer:
     name: str
     may_submit: bool
     may_review: bool  # named a reviewer and allowed to act on proposal runs; never on their own
+    operates: bool = False  # may change Airflow's pools (role op or admin): sees the rate budgets
 
     def may_decide(self, record: ProposalRecord, *, now: datetime) -> bool:
         return (self.may_review and record.status == AWAITING_GOVERNANCE and self.name not in record.submitters
@@ -75,9 +77,12 @@ class Viewer:
 
 
 def viewer_of(user: Any) -> Viewer:
+    from airflow.api_fastapi.app import get_auth_manager
+
     name = user.get_name()
     submit = may(user, "POST")
-    return Viewer(name=name, may_submit=submit, may_review=submit and may_review(name))
+    return Viewer(name=name, may_submit=submit, may_review=submit and may_review(name),
+                  operates=get_auth_manager().is_authorized_pool(method="PUT", user=user))
 
 
 @dataclass(frozen=True)
@@ -185,10 +190,11 @@ async def proposals_view(request: Request, tab: str = ALL, status: StatusFilter 
         cursor = None  # a mangled link: start from the first page
     filters = Filters(status=status, submitter=submitter, text=q)
     # The counts and the page are two independent reads: side by side, the page waits for the slower.
-    counts, page, suspended = await asyncio.gather(
+    counts, page, suspended, rate_budgets = await asyncio.gather(
         run_in_threadpool(proposal_runs.counts, Filters(submitter=submitter, text=q)),
         run_in_threadpool(proposal_runs.list_page, filters, PAGE_SIZE, cursor or None, oldest_first=tab == REVIEWS),
-        run_in_threadpool(suspensions))
+        run_in_threadpool(suspensions),
+        run_in_threadpool(budgets(pooled=True).all) if viewer.operates else asyncio.sleep(0, result=[]))
     now = datetime.now(UTC)
     here = {"tab": tab if tab == REVIEWS else None, "status": status if tab == ALL else None,
             "submitter": submitter, "q": q}
@@ -204,6 +210,7 @@ async def proposals_view(request: Request, tab: str = ALL, status: StatusFilter 
         next_link=link(cursor=page.next_cursor) if page.next_cursor else None, link=link,
         reminder=span(timedelta(seconds=settings().review_reminder_seconds)),
         overdue_after=span(timedelta(seconds=settings().proposal_deadline_seconds)), suspended=suspended,
+        budgets=rate_budgets,
     )
 
 

@@ -32,6 +32,9 @@ class Settings:
     proposal_deadline_seconds: float = 3600.0
     # How long an HMS call may take before it counts as unanswered (transient: retried, same key).
     request_timeout_seconds: float = 10.0
+    # A call whose rate-budget slot is at most this far off waits for it in its task; a later slot
+    # gives the worker slot back until just before it (design.md §10). Also how early it comes back.
+    budget_wait_seconds: float = 2.0
     # Ask governance right before each HMS step's call whether the proposal may still take it
     # (design.md §9): a revoked approval or a suspended service stops the call. Off only to measure
     # what the check costs (make bench); fail closed either way at the gate.

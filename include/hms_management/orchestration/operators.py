@@ -21,12 +21,12 @@ run ends at once (holding no worker, pool slot, trigger or scheduler turn) and t
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, TriggerRule
 from airflow.sdk.bases.skipmixin import SkipMixin
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
 
 from hms_management.domain.governance import (
     APPROVED,
@@ -61,6 +61,7 @@ from hms_management.domain.services import (
     policy_payload,
 )
 from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT, STEPS
+from hms_management.orchestration.budget import RateBudget, WaitLonger
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.hook import HmsHook
 from hms_management.orchestration.progress import (
@@ -75,8 +76,6 @@ from hms_management.orchestration.progress import (
 from hms_management.orchestration.triggers import SuspensionLiftedTrigger
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from airflow.sdk import Context
 
 RETRY_SETTINGS = {
@@ -129,7 +128,10 @@ class HmsStepOperator(BaseOperator):
             self.ask_governance(progress)
         self.log.info("POST %s (Idempotency-Key %s)", self.service.endpoint, self.idempotency_key)
         try:
-            answer = HmsHook(self.service).post(self.request_body, idempotency_key=self.idempotency_key)
+            answer = HmsHook(self.service).post(self.request_body, idempotency_key=self.idempotency_key,
+                                                budget=self.budget(progress))
+        except WaitLonger as wait:
+            self.wait_for_slot(progress, wait)
         except ServiceError as err:
             progress.failed(err)  # the last try's error is why the step failed, for the audit record
             raise_for_airflow(err)
@@ -138,6 +140,24 @@ class HmsStepOperator(BaseOperator):
     def result_of(self, answer: dict[str, Any], progress: Progress) -> Any:
         progress.succeeded(answer)
         return answer
+
+    # -- the rate budget ---------------------------------------------------------------------------
+
+    def budget(self, progress: Progress) -> RateBudget:
+        """This step's share of its service's budget, with the slot it reserved before a reschedule."""
+        entry = progress.record().steps.get(self.task_id) or {}
+        reserved = entry.get("reserved_slot") if entry.get("state") == WAITING else None
+        return RateBudget(self.service.name, reserved=datetime.fromisoformat(reserved) if reserved else None,
+                          may_wait_longer=True)
+
+    def wait_for_slot(self, progress: Progress, wait: WaitLonger) -> None:
+        """Give the worker slot back until just before the reserved slot: a reschedule, not a retry."""
+        back_in = max(wait.seconds - settings().budget_wait_seconds, 0.0)
+        progress.write(steps=progress.step(self.task_id, WAITING, reserved_slot=wait.slot.isoformat(),
+                                           waiting_for=f"its turn in the rate budget of {wait.service} "
+                                                       f"(at {wait.slot.isoformat()})"))
+        self.log.info("%s; back in %.1f s", wait, back_in)
+        raise AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=back_in))
 
     # -- governance before the call ----------------------------------------------------------------
 

@@ -6,8 +6,9 @@ beside the metadata database's own URI): a task finds it without a call to the a
 the scheduler's listener without touching the session of the scheduler's loop, which a look-up in
 the metadata database would share.
 
-Task processes live for one step and make a few writes: they connect when they write and keep no
-pool. Long-lived processes (the scheduler's listener, the api-server) keep a small pool.
+A task process lives for one step and makes a few reads and writes (its record, its rate budget):
+it keeps the connection it opened until it exits. Long-lived processes (the scheduler's listener,
+the api-server) keep a small pool.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import os
 from typing import Any
 
 from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
+from hms_management.records.budgets import Budgets
 from hms_management.records.database import url_for
 from hms_management.records.store import Records
 
@@ -37,6 +38,11 @@ def records(*, pooled: bool = False) -> Records:
     return _by_process[key]
 
 
+def budgets(*, pooled: bool = False) -> Budgets:
+    """This process's view of the rate budgets, in the same database."""
+    return Budgets(records(pooled=pooled).engine)
+
+
 def _engine(*, pooled: bool) -> Any:
     from airflow.sdk import BaseHook
 
@@ -48,4 +54,5 @@ def _engine(*, pooled: bool) -> Any:
                                 "application_name": "hms-management"}}
     if pooled:
         return create_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=True, pool_recycle=1800, **options)
-    return create_engine(url, poolclass=NullPool, **options)
+    # A step's fan-out sends from a few threads at once; each keeps its connection till the task ends.
+    return create_engine(url, pool_size=1, max_overflow=8, **options)
