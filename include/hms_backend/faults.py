@@ -53,6 +53,7 @@ class Fault:
     hold_answer_ms: int = 0  # until then, or until the faults are cleared
     limit_per_second: int | None = None  # a rate limit: 429 beyond this many calls let through in a second
     retry_after_s: float | None = None  # what a rate limit's 429 tells the caller to wait
+    scope: str | None = None  # only calls whose body names this policy scope
 
     @property
     def key(self) -> str:
@@ -132,10 +133,15 @@ class FaultInjector:
     def faults(self) -> list[Fault]:
         return list(self._faults.values())
 
-    def draw(self, key: str) -> Fault | None:
+    def scoped(self, key: str) -> bool:
+        """Whether the route's fault hits only the calls for one policy scope (the body says which)."""
+        fault = self._faults.get(key)
+        return fault is not None and fault.scope is not None
+
+    def draw(self, key: str, *, scope: str | None = None) -> Fault | None:
         """The fault this call of the route gets, if any; it counts against the fault's times."""
         fault = self._faults.get(key)
-        if fault is None or self._rng.random() >= fault.rate:
+        if fault is None or (fault.scope is not None and fault.scope != scope) or self._rng.random() >= fault.rate:
             return None
         if fault.times != UNTIL_CLEARED:
             fault.times -= 1

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
@@ -109,7 +110,7 @@ class ServiceRoute(APIRoute):
             with backend.stats.call(key) as arrived:
                 if self.requires_token:
                     _authenticate(request, backend.settings.jwt_secret)
-                fault = backend.faults.draw(key)
+                fault = backend.faults.draw(key, scope=await _scope_of(request) if backend.faults.scoped(key) else None)
                 if fault is not None:
                     # Refused at once, as a gateway in front of the service would: no latency, no handler.
                     if not backend.faults.lets_through(fault, arrived):
@@ -193,3 +194,12 @@ async def _answer_once(handle: Handler, request: Request, idempotency_key: str, 
         ):
             raise UnkeptAnswer(f"{path} answered {response.status_code} with an answer its write did not keep")
         return response
+
+
+async def _scope_of(request: Request) -> str | None:
+    """The policy scope a call's JSON body names (`default` when it names none), for a scoped fault."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        return None
+    return body.get("scope") or "default" if isinstance(body, dict) else None

@@ -138,6 +138,8 @@ class FaultSpec(BaseModel):
     hold_answer_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
     limit_per_second: Annotated[int, Field(ge=1, le=MAX_LIMIT_PER_SECOND)] | None = None
     retry_after_s: Annotated[float, Field(gt=0, le=MAX_RETRY_AFTER_S)] | None = None
+    # Only the calls for this policy scope (a body's `scope`; `default` when it names none).
+    scope: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @model_validator(mode="after")
     def asks_for_something(self) -> FaultSpec:

@@ -27,6 +27,16 @@ def test_fault_answers_the_next_calls_then_the_route_recovers(api: TestClient, r
     assert (stats["calls"], stats["faults_served"], stats["side_effects"]) == (3, 2, 1)
 
 
+def test_a_scoped_fault_hits_only_the_calls_for_its_policy_scope(api: TestClient):
+    api.put("/admin/faults", json={"route": "/svc/policy", "status": 503, "times": -1, "scope": "foia/doj"})
+
+    answers = {scope: api.post("/svc/policy", json={**POLICY, "scope": scope}).status_code
+               for scope in ("foia/dhs", "foia/doj", "foia/state")}
+    unscoped = api.post("/svc/policy", json=POLICY).status_code  # the default scope
+
+    assert answers == {"foia/dhs": 200, "foia/doj": 503, "foia/state": 200} and unscoped == 200
+
+
 def test_fault_without_a_limit_lasts_until_cleared(api: TestClient):
     api.put("/admin/faults", json={"route": "/notifications", "status": 500, "times": -1})
 
@@ -113,6 +123,7 @@ def test_faults_can_be_listed_and_replaced(api: TestClient):
                 "hold_answer_ms": 0,
                 "limit_per_second": None,
                 "retry_after_s": None,
+                "scope": None,
             }
         ]
     }

@@ -24,6 +24,7 @@ LOOKS = {
     "denied": ("denied", "rgb(204, 121, 167)"),
     "review_timeout": ("review timed out", "rgb(240, 228, 66)"),
     "failed": ("failed", "rgb(213, 94, 0)"),
+    "revoked": ("revoked", "rgb(0, 0, 0)"),
 }
 IN_REVIEW = "high-impact proposal: waiting for a human reviewer"
 
@@ -54,7 +55,7 @@ def expect_status(scope, status: str, timeout: float = 60_000) -> None:
 
 def open_reviews(page: Page) -> None:
     desk(page).get_by_role("navigation", name="Views").get_by_role("link", name="Awaiting review").click()
-    expect(desk(page).get_by_role("table")).to_contain_text("Awaiting review, oldest first")
+    expect(desk(page).locator("table.proposals")).to_contain_text("Awaiting review, oldest first")
 
 
 def test_an_analyst_sees_each_outcome_in_its_colour_with_its_reason(sign_in, management, hms, tag, shots):
@@ -169,13 +170,13 @@ def test_four_eyes_a_reviewer_is_offered_no_decision_on_their_own_proposal(
 
 def test_a_status_count_filters_the_table_to_that_status(sign_in, analyst, shots):
     page = sign_in("analyst")
-    expect(desk(page).get_by_role("table")).to_contain_text("All proposals, newest first")
+    expect(desk(page).locator("table.proposals")).to_contain_text("All proposals, newest first")
     shots(page, "desk-proposals.png")
 
     counts = desk(page).get_by_role("region", name="Proposals per status")
     counts.get_by_role("link").filter(has_text="denied").click()
 
-    expect(desk(page).get_by_role("table")).to_contain_text("Denied, newest first")
+    expect(desk(page).locator("table.proposals")).to_contain_text("Denied, newest first")
     badges = desk(page).locator("tbody .status")
     expect(badges.first).to_have_text("denied")
     assert set(badges.all_inner_texts()) == {"denied"}
@@ -222,4 +223,70 @@ def reload_until(page: Page, condition, timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"not true after {timeout} s of reloading"
         page.reload()
-        desk(page).get_by_role("table").wait_for()
+        desk(page).locator("table.proposals").wait_for()
+
+
+LIVE_RULE = {"strategy": "oldest-first", "max_days": 20, "limits": {"daily": 5, "weekly": 20}}
+PROPOSED = {"strategy": "oldest-first", "max_days": 15, "limits": {"daily": 5}, "escalate": True}
+
+
+def test_a_reviewer_sees_what_each_scope_would_change_live_beside_proposed(sign_in, management, tag, shots):
+    live_scope, new_scope = f"foia/dhs/{tag}", f"foia/state/{tag}"
+    put_live = management.submit({"id": f"dhs-rule-{tag}", "targets": [{"scope": live_scope, "rule": LIVE_RULE}]},
+                                 wait=60)
+    assert put_live["status"] == "completed"
+    page = sign_in("reviewer", "/plugin/proposals/management/desk?tab=reviews")
+    targets = [{"scope": live_scope, "rule": PROPOSED}, {"scope": new_scope, "rule": "oldest first"}]
+    park(management, {"id": f"rebalance-{tag}", "title": "Rebalance the FOIA queues", "submitted_by": "hms-a2a",
+                      "targets": targets, "notify": ["foia-officers", "privacy-office"]})
+    page.reload()
+    open_reviews(page)
+
+    changes = row(page, f"rebalance-{tag}").locator(".changes")
+    changed = changes.locator(f"table[data-scope='{live_scope}']")
+    expect(changed.locator("caption")).to_contain_text("live version 1, 3 changes")
+    marks = {"max_days": "changed", "limits.weekly": "removed", "escalate": "added", "strategy": "same",
+             "limits.daily": "same"}
+    for key, change in marks.items():
+        line = changed.locator("tbody tr", has=page.locator(f"code:text-is('{key}')"))
+        expect(line).to_have_attribute("data-change", change)
+    expect(changed.locator("tr[data-change='changed'] td").nth(0)).to_have_text("20")
+    expect(changed.locator("tr[data-change='changed'] td").nth(1)).to_have_text("15")
+    new = changes.locator(f"table[data-scope='{new_scope}']")
+    expect(new.locator("caption")).to_contain_text("no live rule yet")
+    expect(new.locator("tbody tr")).to_have_attribute("data-change", "added")
+    expect(row(page, f"rebalance-{tag}").locator(".targets")).to_have_text("2 scopes · 2 groups")
+    shots(page, "desk-changes.png")
+
+
+def test_a_reviewer_revokes_a_parked_proposal_with_a_reason_and_sees_it_end_revoked(sign_in, management, tag):
+    proposal_id = f"bus-lanes-{tag}"
+    page = sign_in("reviewer")
+    park(management, proposal(proposal_id, "Bus lanes on Main Street"))
+    page.reload()
+    view = desk(page)
+    view.get_by_label("Id or title contains").fill(tag)
+    view.get_by_role("button", name="Filter").click()
+
+    line = row(page, proposal_id)
+    line.get_by_text("Revoke…").click()
+    line.get_by_role("button", name="Revoke").click()  # without a reason the form is not sent
+    expect_status(line, "awaiting_governance")
+    line.get_by_label("Why revoke").fill("the street is being rebuilt")
+    line.get_by_role("button", name="Revoke").click()
+
+    expect(line.locator(".decided")).to_contain_text("Revoked by you: “the street is being rebuilt”.")
+    expect_status(line, "revoked")
+    expect(line.locator(".decided")).to_contain_text("Now revoked", timeout=60_000)
+
+
+def test_an_active_suspension_is_shown_at_the_top_of_the_view(sign_in, hms, shots):
+    hms.put("/gov/suspensions/policy", json={"reason": "incident 42: bad rules went live", "by": "ops"})
+    try:
+        page = sign_in("analyst")
+        banner = desk(page).get_by_role("alert", name="Active suspensions")
+        expect(banner).to_contain_text("Policy suspended")
+        expect(banner).to_contain_text("by ops: incident 42: bad rules went live")
+        shots(page, "desk-suspension.png")
+    finally:
+        hms.delete("/gov/suspensions/policy")

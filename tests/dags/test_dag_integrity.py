@@ -84,5 +84,7 @@ def test_audit_runs_on_every_outcome_and_a_failure_flag_decides_the_run_state(da
 
 def test_params_carry_the_proposal_schema(dagbag):
     params = dagbag.dags["proposal_orchestration"].params
-    assert set(params.keys()) == {"id", "rule", "title", "submitted_by", "day", "priority", "impact", "metadata"}
+    assert set(params.keys()) == {"id", "rule", "targets", "notify", "title", "submitted_by", "day", "priority",
+                                  "impact", "metadata"}
+    assert "$ref" not in json.dumps(params.get_param("targets").schema)  # each Param is checked on its own
     assert params.get_param("id").schema["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.-]*$"

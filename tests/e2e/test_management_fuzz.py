@@ -1,9 +1,10 @@
 """Generated hostile requests against the live api-server: never a 5xx, never a run, never a call.
 
-Every generated request breaks at least one rule of the proposal (design.md §2) or of the HTTP
-contract, by construction, so every answer must be a 4xx and nothing may change: the run count
-and the backend's /stats are compared before and after. Half go to /management/proposals, half
-to Airflow's own trigger endpoint, which the admission middleware guards.
+Every generated request breaks at least one rule of the proposal (design.md §2, its targets and
+officer groups §11) or of the HTTP contract, by construction, so every answer must be a 4xx and
+nothing may change: the run count and the backend's /stats are compared before and after. Half go
+to /management/proposals, half to Airflow's own trigger endpoint, which the admission middleware
+guards.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import httpx
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +23,7 @@ from hms_management.domain.proposal import CREDENTIAL_WORDS, DAG_ID, ID_PATTERN,
 EXAMPLES = 1000
 BASE = {"id": "fuzz-base", "rule": {"queue": "foia"}}
 FIELDS = set(Proposal.model_fields)
+GROUPS = sorted(json.loads((Path(__file__).resolve().parents[2] / "config" / "officer_groups.json").read_text()))
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=30),
                       st.floats(allow_nan=False, allow_infinity=False))
@@ -57,7 +60,30 @@ bad_field_values = {
     "priority": st.text(max_size=10).filter(lambda v: v not in ("low", "normal", "high")),
     "impact": st.one_of(st.integers(), st.text(max_size=10).filter(lambda v: v not in ("low", "normal", "high"))),
     "metadata": st.one_of(st.text(), st.integers(), st.lists(json_leaf, min_size=1)),
+    # Beside `rule`, any `targets` is refused (one or the other); alone, see hostile_targets.
+    "targets": json_value,
+    "notify": st.one_of(st.just([]), st.text(max_size=20), st.integers(), st.lists(json_leaf, min_size=1).filter(
+        lambda groups: any(not isinstance(g, str) or g not in GROUPS for g in groups)),
+        st.lists(st.sampled_from(GROUPS), min_size=2).filter(lambda groups: len(set(groups)) < len(groups))),
 }
+
+bad_scopes = st.one_of(st.just(""), st.just("   "), st.text(max_size=10).map(lambda t: t + "\n"),
+                       st.sampled_from(["a/../b", "./a", "a//b", "a/", "..", "\x7f"]),
+                       st.text(min_size=201, max_size=260))
+TARGET = {"scope": "foia/dhs", "rule": {"max_days": 20}}
+hostile_targets = st.one_of(
+    st.just([]),
+    st.lists(json_leaf, min_size=1, max_size=3),
+    st.lists(bad_scopes.map(lambda scope: {"scope": scope, "rule": "r"}), min_size=1, max_size=3),
+    st.integers(1, 3).map(lambda n: [TARGET] * (n + 1)),  # a scope twice
+    st.integers(51, 70).map(lambda n: [{"scope": f"s/{i}", "rule": "r"} for i in range(n)]),
+    st.sampled_from([{}, "", None, 7, [1]]).map(lambda rule: [{"scope": "a", "rule": rule}]),
+    st.integers(64 * 1024, 100 * 1024).map(lambda n: [{"scope": "a", "rule": "x" * n}]),
+    st.tuples(st.text(min_size=1, max_size=10).filter(lambda k: k not in ("scope", "rule")), json_value).map(
+        lambda kv: [{**TARGET, kv[0]: kv[1]}]),
+    st.sampled_from(sorted(CREDENTIAL_WORDS)).flatmap(spellings).map(
+        lambda key: [{"scope": "a", "rule": {"steps": [{key: "x"}]}}]),
+)
 
 bad_proposals = st.one_of(
     # one field with a value its rule refuses
@@ -73,6 +99,8 @@ bad_proposals = st.one_of(
               st.sampled_from(sorted(CREDENTIAL_WORDS)).flatmap(spellings), st.text(max_size=20)),
     # a required field missing
     st.sampled_from(["id", "rule"]).map(lambda f: {k: v for k, v in BASE.items() if k != f}),
+    # several targets, each list or target breaking a rule of its own
+    hostile_targets.map(lambda targets: {"id": "fuzz-targets", "targets": targets}),
     # sizes and characters PostgreSQL or the model refuse
     st.integers(64 * 1024, 300 * 1024).map(lambda n: {**BASE, "rule": "x" * n}),
     st.integers(16 * 1024, 40 * 1024).map(lambda n: {**BASE, "metadata": {"blob": "m" * n}}),

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hms_management.domain.priority import run_after_for
 from hms_management.domain.proposal import DAG_ID, InvalidProposal, JsonBodyError, load_json, parse_proposal, run_id_for
+from hms_management.orchestration.config import deployment
 
 log = logging.getLogger(__name__)
 TRIGGER_PATH = f"/api/v2/dags/{DAG_ID}/dagRuns"
@@ -34,7 +35,7 @@ def admission_errors(body: dict[str, Any]) -> list[dict[str, str]]:
     if conf is None:
         return [{"field": "conf", "reason": "is required: the conf of a run is its proposal"}]
     try:
-        proposal = parse_proposal(conf)
+        proposal = parse_proposal(conf, deployment())
     except InvalidProposal as err:
         return [{"field": f"conf.{e['field']}", "reason": e["reason"]} for e in err.errors]
     run_id = body.get("dag_run_id")

@@ -24,6 +24,7 @@ from hms_management.api import desk
 from hms_management.api import proposals as proposal_runs
 from hms_management.api.admission import MAX_BODY_BYTES, is_json, read_body, refusal
 from hms_management.api.auth import is_admin, may, user_of
+from hms_management.api.changes import changes_of
 from hms_management.api.docs import add_docs
 from hms_management.api.proposals import Filters, ProposalConflict
 from hms_management.api.reviews import ReviewRefused, decide, revoke
@@ -39,6 +40,8 @@ from hms_management.domain.proposal import (
     load_json,
     parse_proposal,
 )
+from hms_management.domain.services import ServiceError
+from hms_management.orchestration.config import deployment
 from hms_management.orchestration.records import budgets
 from hms_management.records.budgets import BudgetError
 from hms_management.records.store import ProposalRecord, decode_cursor
@@ -72,6 +75,16 @@ class StepState(BaseModel):
     end_date: datetime | None
 
 
+class TargetState(BaseModel):
+    step: str = Field(description="apply_policy (a policy scope) or notify_officers (an officer group)")
+    target: str = Field(description="The scope or the group")
+    state: str | None = Field(None, description="applied, failed, waiting (for its rate-budget slot); "
+                                                "none before its step ran")
+    tries: int = 0
+    result: dict[str, Any] | None = Field(None, description="What the service answered (policy id, versions …)")
+    error: str | None = None
+
+
 class ProposalStatus(BaseModel):
     """Where a proposal stands. `status` is one of: """ + ", ".join(STATUSES)
 
@@ -93,6 +106,10 @@ class ProposalStatus(BaseModel):
     steps: list[StepState] | None = None
     checks: list[dict[str, Any]] | None = Field(
         None, description="The decision log: governance's answer before each step (step, service, answer, when)")
+    targets: list[TargetState] | None = Field(None, description="Each policy scope and officer group, with its "
+                                                                "state, tries and result")
+    target_count: int = Field(0, description="How many targets (scopes and groups) the proposal has")
+    failed_targets: list[str] = Field(default_factory=list, description="The targets whose call failed")
     links: Links
 
     model_config = {"json_schema_extra": {"examples": [{
@@ -169,6 +186,7 @@ async def _bad_json(request: Request, err: JsonBodyError) -> JSONResponse:
 
 
 def _status(record: ProposalRecord, *, details: bool) -> dict[str, Any]:
+    targets = record.targets()
     body = ProposalStatus(
         id=record.id,
         run_id=record.run_id,
@@ -185,9 +203,13 @@ def _status(record: ProposalRecord, *, details: bool) -> dict[str, Any]:
         rule=record.proposal.get("rule") if details else None,
         steps=_steps(record) if details else None,
         checks=record.checks if details else None,
+        targets=[TargetState(**{key: entry.get(key) for key in TargetState.model_fields if key in entry})
+                 for entry in targets] if details else None,
+        target_count=len(targets),
+        failed_targets=[entry["target"] for entry in targets if entry.get("state") == "failed"],
         links=Links(ui=proposal_runs.ui_link(record.run_id), status=f"/management/proposals/{record.id}"),
     )
-    return body.model_dump(mode="json", exclude=None if details else {"steps", "rule", "checks"})
+    return body.model_dump(mode="json", exclude=None if details else {"steps", "rule", "checks", "targets"})
 
 
 def _steps(record: ProposalRecord) -> list[StepState]:
@@ -270,7 +292,7 @@ WaitParam = Annotated[float, Query(
 )
 async def submit_proposal(request: Request, user: Caller, wait: WaitParam = 0) -> JSONResponse:
     try:
-        proposal = parse_proposal(load_json(await _read_body(request)))
+        proposal = parse_proposal(load_json(await _read_body(request)), deployment())
     except InvalidProposal as err:
         return JSONResponse(refusal(err.errors), 400)
     try:
@@ -451,3 +473,17 @@ async def change_budget(service: Annotated[str, Path(max_length=64)], request: R
     if changed is None:
         return JSONResponse({"detail": f"no rate budget for service {service!r}"}, 404)
     return JSONResponse(changed.as_dict(), 200)
+
+
+@app.get("/proposals/{proposal_id}/changes", dependencies=[_authorized("GET")],
+         summary="What the proposal would change: each scope's live rule beside the proposed one",
+         responses={404: {"description": "Unknown id"}, 502: {"description": "The policy service did not answer"}})
+async def proposal_changes(proposal_id: ProposalId) -> JSONResponse:
+    record = await in_agents_share(proposal_runs.get, proposal_id)
+    if record is None:
+        return _gone(proposal_id)
+    try:
+        scopes = await in_agents_share(changes_of, record)
+    except ServiceError as err:
+        return JSONResponse({"detail": f"the policy service did not say what is live: {err}"}, 502)
+    return JSONResponse({"id": proposal_id, "scopes": [scope.as_dict() for scope in scopes]}, 200)

@@ -24,12 +24,14 @@ from jinja2 import Environment, PackageLoader
 
 from hms_management.api import proposals as proposal_runs
 from hms_management.api.auth import may, user_of
+from hms_management.api.changes import changes_of
 from hms_management.api.proposals import Filters, ui_link
 from hms_management.api.reviews import may_review
 from hms_management.domain.deadlines import deadline_mark
 from hms_management.domain.outcome import AWAITING_GOVERNANCE, OUTCOMES, STATUSES
 from hms_management.domain.proposal import DAG_ID, RUN_ID_PREFIX, proposal_id_of
 from hms_management.domain.services import GOVERNANCE, SUSPENSIONS_ENDPOINT, ServiceError
+from hms_management.domain.steps import APPLY_POLICY
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.hook import HmsHook
 from hms_management.orchestration.records import budgets
@@ -99,7 +101,10 @@ class Row:
     waited: str | None  # in review for
     deadline: datetime | None
     time_left: str | None  # until the review deadline
-    rule: str
+    rule: str  # what the proposal would put live, as people read JSON (every scope's, for several)
+    scopes: int  # policy scopes the proposal names
+    groups: int  # officer groups it tells (0 before it names any: the default group)
+    failed_targets: list[str]
 
 
 def _when(text: str | None) -> datetime | None:
@@ -117,7 +122,8 @@ def row_of(record: ProposalRecord, viewer: Viewer, *, now: datetime) -> Row:
         age = f"took {span(record.ended_at - record.submitted_at)}"
     else:
         age = f"{span(now - record.submitted_at)} ago"
-    rule = record.proposal.get("rule")
+    rule = record.proposal.get("rule", record.proposal.get("targets"))
+    targets = record.targets()
     return Row(
         record=record,
         mark=deadline_mark(record.status, queued_at=record.queued_at, review_deadline=deadline, now=now,
@@ -131,6 +137,9 @@ def row_of(record: ProposalRecord, viewer: Viewer, *, now: datetime) -> Row:
         deadline=deadline,
         time_left=span(deadline - now) if deadline and deadline > now else None,
         rule=json.dumps(rule, indent=1, sort_keys=True) if not isinstance(rule, str) else rule,
+        scopes=sum(1 for entry in targets if entry["step"] == APPLY_POLICY),
+        groups=len(record.proposal.get("notify") or []),
+        failed_targets=[entry["target"] for entry in targets if entry.get("state") == "failed"],
     )
 
 
@@ -224,9 +233,16 @@ async def run_view(request: Request, dag_id: Annotated[str, Path(max_length=250)
     proposal_id = proposal_id_of(run_id) if dag_id == DAG_ID and run_id.startswith(RUN_ID_PREFIX) else None
     record = await run_in_threadpool(proposal_runs.get, proposal_id) if proposal_id else None
     now = datetime.now(UTC)
+    changes, unknown = [], None
+    if record is not None and not record.terminal:  # once it ended, what is live is what it put there
+        try:
+            changes = await run_in_threadpool(changes_of, record)
+        except ServiceError as err:
+            unknown = str(err)[:300]
     return _page("run.html", root=request.scope.get("root_path", ""), viewer=viewer, dag_id=dag_id, run_id=run_id,
                  proposal_dag=DAG_ID, row=row_of(record, viewer, now=now) if record else None,
                  steps=steps_of(record) if record else [], checks=checks_of(record) if record else [],
+                 targets=record.targets() if record else [], changes=changes, changes_unknown=unknown,
                  terminal=OUTCOMES)
 
 

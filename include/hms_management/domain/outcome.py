@@ -74,14 +74,15 @@ def audit_record(
     run_id: str,
     outcome: Outcome,
     decision: dict[str, Any] | None,
-    policy: dict[str, Any] | None,
-    notification: dict[str, Any] | None,
+    targets: dict[str, dict[str, Any]],
+    notified: dict[str, dict[str, Any]],
     proposal: dict[str, Any] | None,
     checks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The body of POST /audit/log: enough for an auditor to follow the proposal without Airflow —
-    governance's decision (a reviewer's name and own reason, a revocation's who, when and why) and
-    every check governance answered before a step (the decision log)."""
+    governance's decision (a reviewer's name and own reason, a revocation's who, when and why), what
+    each policy scope and each officer group came to, and every check governance answered before a
+    step (the decision log)."""
     proposal, decision = proposal or {}, decision or {}
     return {
         "proposalId": proposal_id,
@@ -97,13 +98,22 @@ def audit_record(
         "reviewedAt": decision.get("decided_at") if decision.get("reviewer") else None,
         "revokedBy": decision.get("revoked_by"),
         "revokedAt": decision.get("revoked_at"),
-        "policyId": (policy or {}).get("policy_id"),
-        "policyVersion": (policy or {}).get("version"),
-        "notificationId": (notification or {}).get("notification_id"),
+        "targets": [_target("scope", scope, entry, policyId="policy_id", policyVersion="version",
+                            scopeVersion="scope_version") for scope, entry in targets.items()],
+        "notified": [_target("group", group, entry, notificationId="notification_id")
+                     for group, entry in notified.items()],
         "title": proposal.get("title"),
         "submittedBy": proposal.get("submitted_by"),
         "checks": checks or [],
     }
+
+
+def _target(kind: str, name: str, entry: dict[str, Any], **fields: str) -> dict[str, Any]:
+    """One target's line in the audit record: its name, what it came to, and the ids its answer gave."""
+    result = entry.get("result") or {}
+    return {kind: name, "state": entry.get("state"), "tries": entry.get("tries", 0),
+            **{shown: result.get(key) for shown, key in fields.items()},
+            **({"error": entry["error"]} if entry.get("error") else {})}
 
 
 def is_parked(run_state: str, decision: dict[str, Any] | None) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,6 +26,13 @@ MAX_SUBMITTER_LENGTH = 200
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 Level = Literal["low", "normal", "high"]
 UNION_FIELDS = {"rule": "must be a JSON object or a string", "metadata": "must be a JSON object"}
+
+# Several targets (design.md §11): policy scopes with a rule each, and officer groups to notify. The
+# seed's single `rule` is one scope, this one.
+DEFAULT_SCOPE = "default"
+MAX_SCOPE_LENGTH = 200
+GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_GROUP_LENGTH = 100
 
 # Keys that name a secret, wherever they stand in a proposal (rule and metadata included): matched
 # on whole words of the key, in any case, with `-`, `_`, `.` or camelCase between words, so `token`,
@@ -133,6 +141,43 @@ def json_size(value: Any) -> int:
     return len(text.encode())
 
 
+def rule_fits(rule: dict[str, Any] | str) -> dict[str, Any] | str:
+    """A rule to put live: not empty, at most 64 KiB as JSON."""
+    if isinstance(rule, str) and not rule.strip():
+        raise ValueError("must not be empty")
+    if isinstance(rule, dict) and not rule:
+        raise ValueError("must not be empty")
+    if json_size(rule) > MAX_RULE_BYTES:
+        raise ValueError(f"is larger than {MAX_RULE_BYTES // 1024} KiB as JSON")
+    return rule
+
+
+class Target(BaseModel):
+    """One policy scope and the rule to put live there."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    scope: str = Field(min_length=1, max_length=MAX_SCOPE_LENGTH,
+                       description="The policy scope, e.g. foia/dhs (its live rule is replaced).")
+    rule: dict[str, Any] | str = Field(description="The rule for this scope (at most 64 KiB as JSON).")
+
+    @field_validator("scope")
+    @classmethod
+    def addressable(cls, scope: str) -> str:
+        # The policy service serves each scope's live rule at /svc/policy/scopes/<scope>: a scope no
+        # such path can name could never be read back.
+        if not scope.strip() or any(ord(c) < 32 or ord(c) == 127 for c in scope):
+            raise ValueError("must not be blank or hold control characters")
+        if any(part in ("", ".", "..") for part in scope.split("/")):
+            raise ValueError("must not have empty, '.' or '..' parts between its slashes")
+        return scope
+
+    @field_validator("rule")
+    @classmethod
+    def rule_fits(cls, rule: dict[str, Any] | str) -> dict[str, Any] | str:
+        return rule_fits(rule)
+
+
 class Proposal(BaseModel):
     """A change to put live, as raised by an agent, a portal or the backlog."""
 
@@ -140,7 +185,13 @@ class Proposal(BaseModel):
 
     id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN,
                     description="The business key: one run per id, named proposal__<id>.")
-    rule: dict[str, Any] | str = Field(description="The policy rule to put live (at most 64 KiB as JSON).")
+    rule: dict[str, Any] | str | None = Field(
+        None, description="The policy rule to put live (at most 64 KiB as JSON), in scope `default`; "
+                          "or give `targets`.")
+    targets: list[Target] | None = Field(None, min_length=1, description="Several policy scopes with a rule each, "
+                                                                         "instead of `rule`.")
+    notify: list[str] | None = Field(None, min_length=1, description="The officer groups to tell (the "
+                                                                     "deployment's default group when absent).")
     title: str | None = Field(None, max_length=MAX_TITLE_LENGTH, description="Shown to analysts.")
     submitted_by: str | None = Field(None, min_length=1, max_length=MAX_SUBMITTER_LENGTH,
                                      description="The agent or person that raised it.")
@@ -167,14 +218,34 @@ class Proposal(BaseModel):
 
     @field_validator("rule")
     @classmethod
-    def rule_fits(cls, rule: dict[str, Any] | str) -> dict[str, Any] | str:
-        if isinstance(rule, str) and not rule.strip():
-            raise ValueError("must not be empty")
-        if isinstance(rule, dict) and not rule:
-            raise ValueError("must not be empty")
-        if json_size(rule) > MAX_RULE_BYTES:
-            raise ValueError(f"is larger than {MAX_RULE_BYTES // 1024} KiB as JSON")
-        return rule
+    def rule_fits(cls, rule: dict[str, Any] | str | None) -> dict[str, Any] | str | None:
+        return rule if rule is None else rule_fits(rule)
+
+    @field_validator("notify")
+    @classmethod
+    def group_names(cls, groups: list[str] | None) -> list[str] | None:
+        for n, group in enumerate(groups or []):
+            if not (0 < len(group) <= MAX_GROUP_LENGTH and re.fullmatch(GROUP_PATTERN, group)):
+                raise ValueError(f"[{n}] {group!r} is not a group name (letters, digits, '_', '.', '-'; "
+                                 f"at most {MAX_GROUP_LENGTH})")
+        return groups
+
+    @model_validator(mode="after")
+    def one_rule_per_scope(self) -> Proposal:
+        if (self.rule is None) == (self.targets is None):
+            raise ValueError("give either rule (one scope) or targets (several), not both and not neither")
+        scopes = [target.scope for target in self.targets or []]
+        if len(set(scopes)) < len(scopes):
+            twice = next(scope for scope in scopes if scopes.count(scope) > 1)
+            raise ValueError(f"targets: scope {twice!r} is named twice (one rule per scope)")
+        if self.notify and len(set(self.notify)) < len(self.notify):
+            twice = next(group for group in self.notify if self.notify.count(group) > 1)
+            raise ValueError(f"notify: group {twice!r} is named twice")
+        return self
+
+    def policy_targets(self) -> list[Target]:
+        """Where the rules go: the targets, or the seed's `rule` in scope `default`."""
+        return list(self.targets) if self.targets is not None else [Target(scope=DEFAULT_SCOPE, rule=self.rule)]
 
     @field_validator("metadata")
     @classmethod
@@ -211,6 +282,47 @@ def same_proposal(stored: Any, proposal: Proposal) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """What a deployment allows beyond the model itself: how many targets a proposal may name, and
+    the officer groups it has (None: it does not list them)."""
+
+    max_targets: int
+    officer_groups: frozenset[str] | None = None
+
+
+def deployment_errors(data: dict[str, Any], deployment: Deployment | None) -> list[dict[str, str]]:
+    """What breaks the rules between fields (one rule per scope, rule or targets) and the deployment's
+    own (too many targets, a group it does not have), each with its field, before the model reads it."""
+    errors = []
+    targets, notify = data.get("targets"), data.get("notify")
+    if data.get("rule") is not None and targets is not None:
+        errors.append({"field": "targets", "reason": "give either rule (one scope) or targets (several), not both"})
+    elif data.get("rule") is None and targets is None:
+        errors.append({"field": "rule", "reason": "is required (or targets, for several scopes)"})
+    if isinstance(targets, list):
+        if deployment is not None and len(targets) > deployment.max_targets:
+            errors.append({"field": "targets", "reason": f"names {len(targets)} targets; at most "
+                                                         f"{deployment.max_targets} (max_targets)"})
+        seen: dict[Any, int] = {}
+        for n, target in enumerate(targets):
+            scope = target.get("scope") if isinstance(target, dict) else None
+            if isinstance(scope, str) and scope in seen:
+                errors.append({"field": f"targets[{n}].scope",
+                               "reason": f"{scope!r} is named in targets[{seen[scope]}] already: one rule per scope"})
+            seen.setdefault(scope, n)
+    if isinstance(notify, list):
+        for n, group in enumerate(notify):
+            if isinstance(group, str) and notify.index(group) < n:
+                errors.append({"field": f"notify[{n}]", "reason": f"{group!r} is named twice"})
+            elif (isinstance(group, str) and deployment is not None and deployment.officer_groups is not None
+                  and group not in deployment.officer_groups):
+                known = ", ".join(sorted(deployment.officer_groups))
+                errors.append({"field": f"notify[{n}]",
+                               "reason": f"no officer group {group!r} in this deployment (it has {known})"})
+    return errors
+
+
 class InvalidProposal(ValueError):
     """A proposal that breaks a rule; `errors` says which field and why, one entry per problem."""
 
@@ -219,32 +331,47 @@ class InvalidProposal(ValueError):
         super().__init__("invalid proposal: " + "; ".join(f"{e['field']}: {e['reason']}" for e in errors))
 
 
-def parse_proposal(data: Any) -> Proposal:
-    """Validate `data` as a proposal, or raise InvalidProposal naming each field and reason."""
+def parse_proposal(data: Any, deployment: Deployment | None = None) -> Proposal:
+    """Validate `data` as a proposal (and against the deployment's own rules, when given), or raise
+    InvalidProposal naming each field and reason."""
     if not isinstance(data, dict):
         raise InvalidProposal([{"field": "(proposal)", "reason": "must be a JSON object"}])
     if leaked := credential_paths(data):
         raise InvalidProposal([{"field": path, "reason": f"is not allowed: {CREDENTIAL_REASON}"} for path in leaked])
+    described = {e["field"]: e["reason"] for e in deployment_errors(data, deployment)}
     try:
-        return Proposal.model_validate(data)
+        proposal = Proposal.model_validate(data)
     except ValidationError as err:
-        described: dict[str, str] = {}
         for error in err.errors(include_url=False):
             field, reason = _describe(error)
             # A union field (rule: object or string) fails once per member: one reason is enough.
             described.setdefault(field, reason)
+    if described:
         raise InvalidProposal([{"field": f, "reason": r} for f, r in described.items()]) from None
+    return proposal
 
 
 def _describe(error: dict[str, Any]) -> tuple[str, str]:
-    field = str(error["loc"][0]) if error["loc"] else "(proposal)"
+    """The field a pydantic error is about, as a path (`targets[2].scope`), and the reason."""
+    field, members = "", []
     kind = error["type"]
+    for n, part in enumerate(error["loc"]):
+        last_unknown = kind == "extra_forbidden" and n == len(error["loc"]) - 1
+        if isinstance(part, int):
+            field += f"[{part}]"
+        elif part in Proposal.model_fields or part in Target.model_fields or last_unknown:
+            field += f".{part}" if field else str(part)
+        else:
+            members.append(part)  # a union's member (dict[str,any], str): not a field
+    field = field or "(proposal)"
     if kind == "extra_forbidden":
-        reason = "unknown field: a proposal has only " + ", ".join(Proposal.model_fields)
+        owner = Target if "." in field or "[" in field else Proposal
+        reason = f"unknown field: {'a target' if owner is Target else 'a proposal'} has only " + ", ".join(
+            owner.model_fields)
     elif kind == "missing":
         reason = "is required"
-    elif len(error["loc"]) > 1 and field in UNION_FIELDS:
-        reason = UNION_FIELDS[field]
+    elif members and field.rsplit(".", 1)[-1] in UNION_FIELDS:
+        reason = UNION_FIELDS[field.rsplit(".", 1)[-1]]
     else:
         reason = error["msg"].removeprefix("Value error, ")
     return field, reason

@@ -43,6 +43,8 @@ DECISION_FEED = "/gov/decisions"
 CHECK_ENDPOINT = "/gov/check"
 REVOKE_ENDPOINT = "/gov/decisions/{decision_id}/revoke"
 SUSPENSIONS_ENDPOINT = "/gov/suspensions"
+# The live rule of one policy scope (design.md §11); 404 while the scope has none.
+SCOPE_ENDPOINT = "/svc/policy/scopes/{scope}"
 
 # Retries for every HTTP step: exponential backoff, only for errors that may pass (see classify()).
 RETRIES = 3
@@ -99,19 +101,33 @@ def auth_header(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-# Payloads, one builder per step. Each takes the validated proposal (as stored in conf).
+def policy_key(proposal_id: str, scope: str) -> str:
+    """One scope's policy update is applied at most once (design.md §11): `<id>:policy:<scope>`."""
+    return idempotency_key(proposal_id, f"policy:{scope}")
 
-def policy_payload(proposal: dict[str, Any]) -> dict[str, Any]:
-    return proposal
+
+def notification_key(proposal_id: str, group: str) -> str:
+    """One group is told at most once: `<id>:notify:<group>`."""
+    return idempotency_key(proposal_id, f"notify:{group}")
 
 
-def notification_payload(proposal: dict[str, Any], policy: dict[str, Any] | None) -> dict[str, Any]:
+# Payloads, one builder per call. Each takes the validated proposal (as stored in conf).
+
+def policy_payload(proposal: dict[str, Any], scope: str, rule: Any) -> dict[str, Any]:
+    """What the policy service gets for one scope: the proposal, with that scope's rule only."""
+    about = {key: value for key, value in proposal.items() if key not in ("rule", "targets", "notify")}
+    return {**about, "scope": scope, "rule": rule}
+
+
+def notification_payload(proposal: dict[str, Any], group: str, policies: dict[str, Any]) -> dict[str, Any]:
+    """What one officer group is told: the proposal is live, in which scopes, at which versions."""
     message = f"Policy #{proposal['id']} live"
     if proposal.get("title"):
         message += f": {proposal['title']}"
     return {
         "message": message,
         "proposalId": proposal["id"],
-        "policy": policy or {},
+        "group": group,
+        "policies": policies,
         "priority": proposal.get("priority", "normal"),
     }

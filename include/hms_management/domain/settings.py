@@ -47,6 +47,15 @@ class Settings:
     # their turn (awaiting, holding no thread). The Airflow UI is served by the same processes: a
     # crowd of agents queues here instead of taking the UI's turns at the CPU.
     management_concurrency: int = 1
+    # Most targets (policy scopes) one proposal may name; more is refused with a 400 (design.md §11).
+    max_targets: int = 50
+    # The officer group told when a proposal names none (`notify`); the deployment lists its groups
+    # in config/officer_groups.json.
+    default_officer_group: str = "foia-officers"
+    # Most calls one step sends at once to its service (a step with more targets sends the rest as
+    # these finish); the step holds as many of its service's pool slots, so the pool still bounds
+    # the calls in flight. At most the smallest HMS pool (config/pools.json).
+    max_parallel_calls: int = 4
     # Users who may decide reviews (comma-separated Airflow user names); never a proposal's submitter.
     reviewers: str = "reviewer"
     # Most proposal runs running at once: more wait queued, in submission order (priority: high

@@ -1,7 +1,13 @@
-"""Cluster policy (entry point `airflow.policy`): a proposal's `priority` becomes its tasks' weight.
+"""Cluster policy (entry point `airflow.policy`): what a proposal says about its own tasks.
 
-Priority is per proposal, but `priority_weight` is per task in the DAG file; the scheduler calls
-this hook as it creates a run's task instances, with the run at hand, so each run gets its own.
+- its `priority` becomes its tasks' weight (which step goes first when a pool is full);
+- its targets become its HMS steps' pool slots: a step sends up to `max_parallel_calls` calls at
+  once (one per policy scope, one per officer group), so it holds that many slots of its service's
+  pool, and the pool still bounds the calls in flight.
+
+Priority and targets are per proposal, but `priority_weight` and `pool_slots` are per task in the
+DAG file; the scheduler calls this hook as it creates a run's task instances, with the run at hand,
+so each run gets its own.
 """
 
 from __future__ import annotations
@@ -12,6 +18,13 @@ from airflow.policies import hookimpl
 
 from hms_management.domain.priority import PRIORITY_WEIGHTS
 from hms_management.domain.proposal import DAG_ID
+from hms_management.domain.steps import APPLY_POLICY, NOTIFY_OFFICERS
+
+
+def parallel_calls(conf: dict[str, Any], task_id: str, most: int) -> int:
+    """How many calls the step sends at once: one per target, at most `most`."""
+    targets = {APPLY_POLICY: conf.get("targets"), NOTIFY_OFFICERS: conf.get("notify")}.get(task_id)
+    return max(1, min(len(targets) if isinstance(targets, list) else 1, most))
 
 
 @hookimpl
@@ -22,3 +35,7 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any) -> None:
     weight = PRIORITY_WEIGHTS.get(conf.get("priority", "normal"))
     if weight is not None:
         task_instance.priority_weight = weight
+    if task_instance.task_id in (APPLY_POLICY, NOTIFY_OFFICERS):
+        from hms_management.orchestration.config import settings
+
+        task_instance.pool_slots = parallel_calls(conf, task_instance.task_id, settings().max_parallel_calls)

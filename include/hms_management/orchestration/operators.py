@@ -41,7 +41,7 @@ from hms_management.domain.governance import (
     within_deadline,
 )
 from hms_management.domain.outcome import audit_record
-from hms_management.domain.proposal import proposal_id_of
+from hms_management.domain.proposal import Proposal, proposal_id_of
 from hms_management.domain.services import (
     AUDIT,
     CHECK_ENDPOINT,
@@ -57,21 +57,23 @@ from hms_management.domain.services import (
     ServiceError,
     TransientServiceError,
     idempotency_key,
+    notification_key,
     notification_payload,
+    policy_key,
     policy_payload,
 )
 from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT, STEPS
-from hms_management.orchestration.budget import RateBudget, WaitLonger
+from hms_management.orchestration.budget import WaitLonger
 from hms_management.orchestration.config import settings
+from hms_management.orchestration.fanout import APPLIED, FAILED, WAITING, Call, Sent, send_all
 from hms_management.orchestration.hook import HmsHook
 from hms_management.orchestration.progress import (
     SKIPPED,
     SUCCESS,
-    WAITING,
     Progress,
     outcome_of,
+    proposal_of,
     validate_run_conf,
-    validated_proposal,
 )
 from hms_management.orchestration.triggers import SuspensionLiftedTrigger
 
@@ -95,65 +97,63 @@ def raise_for_airflow(err: ServiceError) -> None:
 
 
 class HmsStepOperator(BaseOperator):
-    """POST one step of a proposal to an HMS service, applied at most once per proposal and step."""
+    """One step of a proposal: a call to an HMS service per target (a policy scope, an officer group,
+    the audit log), each applied at most once per proposal and target, sent in parallel within the
+    service's pool and rate budget (`fanout`)."""
 
-    # Filled in at render time from the run's conf and the earlier steps' results.
-    template_fields = ("request_body", "idempotency_key")
-    # Whether governance is asked right before this step's call (every step but the audit's).
+    # Filled in at render time from the run's conf and the earlier steps' results: every call this
+    # step makes (target, Idempotency-Key, body), as the UI's Rendered tab shows them.
+    template_fields = ("requests",)
+    # Whether governance is asked right before this step's calls (every step but the audit's).
     guarded = True
 
     def __init__(self, *, service: Service, **kwargs: Any) -> None:
         super().__init__(pool=service.pool, **{**RETRY_SETTINGS, **kwargs})
         self.service = service
-        self.request_body: dict[str, Any] | None = None
-        self.idempotency_key: str | None = None
+        self.requests: list[dict[str, Any]] | None = None
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         super().render_template_fields(context, jinja_env)
-        run = context["dag_run"]
-        proposal = validated_proposal(context)
         self.progress = Progress(context)  # read once per task: rendering and execute share it
-        self.idempotency_key = self.key_for(proposal_id_of(run.run_id), context)
-        self.request_body = self.body_for(proposal, context)
+        self.calls = self.calls_for(proposal_of(context), context)
+        self.requests = [call.shown() for call in self.calls]
 
-    def body_for(self, proposal: dict[str, Any] | None, context: Context) -> dict[str, Any]:
+    def calls_for(self, proposal: Proposal | None, context: Context) -> list[Call]:
         raise NotImplementedError
-
-    def key_for(self, proposal_id: str, context: Context) -> str:
-        return idempotency_key(proposal_id, self.task_id)
 
     def execute(self, context: Context) -> Any:
         progress = self.progress
         if self.guarded and settings().governance_checks:
             self.ask_governance(progress)
-        self.log.info("POST %s (Idempotency-Key %s)", self.service.endpoint, self.idempotency_key)
-        try:
-            answer = HmsHook(self.service).post(self.request_body, idempotency_key=self.idempotency_key,
-                                                budget=self.budget(progress))
-        except WaitLonger as wait:
-            self.wait_for_slot(progress, wait)
-        except ServiceError as err:
-            progress.failed(err)  # the last try's error is why the step failed, for the audit record
+        before = (progress.record().steps.get(self.task_id) or {}).get("targets") or {}
+        # Sent again: what did not apply under this very key (a re-driven audit step has a key of its own).
+        pending = [call for call in self.calls if (before.get(call.target) or {}).get("state") != APPLIED
+                   or before[call.target].get("key") != call.idempotency_key]
+        reserved = {target: datetime.fromisoformat(entry["reserved_slot"]) for target, entry in before.items()
+                    if entry.get("state") == WAITING and entry.get("reserved_slot")}
+        self.log.info("POST %s for %d of %d target(s): %s", self.service.endpoint, len(pending), len(self.calls),
+                      ", ".join(f"{call.target} (Idempotency-Key {call.idempotency_key})" for call in pending))
+        sent = send_all(self.service, pending, parallel=settings().max_parallel_calls, reserved=reserved)
+        targets = {**before, **_entries(sent, before, {call.target: call.idempotency_key for call in pending})}
+        if (wait := sent.next_slot) is not None:
+            self.wait_for_slot(progress, wait, targets)
+        if (err := sent.error(self.task_id)) is not None:
+            progress.failed(err, targets=targets)  # why the step failed, for the audit record
             raise_for_airflow(err)
-        return self.result_of(answer, progress)
+        return self.result_of({call.target: targets[call.target]["result"] for call in self.calls}, progress,
+                              targets)
 
-    def result_of(self, answer: dict[str, Any], progress: Progress) -> Any:
-        progress.succeeded(answer)
-        return answer
+    def result_of(self, answers: dict[str, Any], progress: Progress, targets: dict[str, Any]) -> Any:
+        progress.succeeded(answers, targets=targets)
+        return answers
 
     # -- the rate budget ---------------------------------------------------------------------------
 
-    def budget(self, progress: Progress) -> RateBudget:
-        """This step's share of its service's budget, with the slot it reserved before a reschedule."""
-        entry = progress.record().steps.get(self.task_id) or {}
-        reserved = entry.get("reserved_slot") if entry.get("state") == WAITING else None
-        return RateBudget(self.service.name, reserved=datetime.fromisoformat(reserved) if reserved else None,
-                          may_wait_longer=True)
-
-    def wait_for_slot(self, progress: Progress, wait: WaitLonger) -> None:
-        """Give the worker slot back until just before the reserved slot: a reschedule, not a retry."""
+    def wait_for_slot(self, progress: Progress, wait: WaitLonger, targets: dict[str, Any]) -> None:
+        """Give the worker slot back until just before the next reserved slot: a reschedule, not a
+        retry; what was sent meanwhile stays recorded, the rest keep their slots."""
         back_in = max(wait.seconds - settings().budget_wait_seconds, 0.0)
-        progress.write(steps=progress.step(self.task_id, WAITING, reserved_slot=wait.slot.isoformat(),
+        progress.write(steps=progress.step(self.task_id, WAITING, targets=targets,
                                            waiting_for=f"its turn in the rate budget of {wait.service} "
                                                        f"(at {wait.slot.isoformat()})"))
         self.log.info("%s; back in %.1f s", wait, back_in)
@@ -224,28 +224,38 @@ class HmsStepOperator(BaseOperator):
 
 
 class ApplyPolicyOperator(HmsStepOperator):
-    """Put the proposal's rule live: POST the proposal to the policy service."""
+    """Put the proposal's rules live: one POST to the policy service per scope."""
 
     ui_color = "#c8e6c9"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(service=POLICY, **kwargs)
 
-    def body_for(self, proposal: dict[str, Any] | None, context: Context) -> dict[str, Any]:
-        return policy_payload(proposal)
+    def calls_for(self, proposal: Proposal | None, context: Context) -> list[Call]:
+        if proposal is None:  # the gate failed it: nothing to send
+            return []
+        conf = proposal.as_conf()
+        return [Call(target.scope, policy_key(proposal.id, target.scope), policy_payload(conf, target.scope,
+                                                                                          target.rule))
+                for target in proposal.policy_targets()]
 
 
 class NotifyOfficersOperator(HmsStepOperator):
-    """Tell the officers the policy is live."""
+    """Tell each officer group that the policy is live, and in which scopes at which versions."""
 
     ui_color = "#bbdefb"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(service=NOTIFICATIONS, **kwargs)
 
-    def body_for(self, proposal: dict[str, Any] | None, context: Context) -> dict[str, Any]:
-        policy = self.progress.record().steps.get(APPLY_POLICY) or {}
-        return notification_payload(proposal, policy.get("result"))
+    def calls_for(self, proposal: Proposal | None, context: Context) -> list[Call]:
+        if proposal is None:
+            return []
+        policy = (self.progress.record().steps.get(APPLY_POLICY) or {}).get("result") or {}
+        conf = proposal.as_conf()
+        groups = proposal.notify or [settings().default_officer_group]
+        return [Call(group, notification_key(proposal.id, group), notification_payload(conf, group, policy))
+                for group in groups]
 
 
 class RecordAuditOperator(HmsStepOperator):
@@ -261,38 +271,55 @@ class RecordAuditOperator(HmsStepOperator):
         super().__init__(service=AUDIT, trigger_rule=TriggerRule.ALL_DONE, **kwargs)
         self.outcome: dict[str, Any] | None = None
 
-    def key_for(self, proposal_id: str, context: Context) -> str:
+    def calls_for(self, proposal: Proposal | None, context: Context) -> list[Call]:
+        run = context["dag_run"]
         # A cleared run (a re-drive, a resumed review) settles again and deserves its own record;
         # retries of one attempt share the key, so a lost answer never writes the record twice.
-        attempt = context["dag_run"].clear_number or 0
-        key = super().key_for(proposal_id, context)
-        return key if attempt == 0 else f"{key}:rerun{attempt}"
-
-    def body_for(self, proposal: dict[str, Any] | None, context: Context) -> dict[str, Any]:
+        attempt = run.clear_number or 0
+        key = idempotency_key(proposal_id_of(run.run_id), self.task_id) + (f":rerun{attempt}" if attempt else "")
         record = self.progress.record()
         outcome = outcome_of(record)
         self.outcome = outcome.as_dict()
-        run = context["dag_run"]
-        return audit_record(
-            proposal_id=proposal_id_of(run.run_id),
-            run_id=run.run_id,
-            outcome=outcome,
-            decision=record.decision,
-            policy=_result(record, APPLY_POLICY),
-            notification=_result(record, NOTIFY_OFFICERS),
-            proposal=proposal,
-            checks=record.checks,
-        )
+        body = audit_record(proposal_id=proposal_id_of(run.run_id), run_id=run.run_id, outcome=outcome,
+                            decision=record.decision, targets=_targets(record, APPLY_POLICY),
+                            notified=_targets(record, NOTIFY_OFFICERS),
+                            proposal=proposal.as_conf() if proposal else None, checks=record.checks)
+        return [Call(AUDIT_LOG, key, body)]
 
-    def result_of(self, answer: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        self.log.info("Outcome %s recorded as audit entry %s", self.outcome, answer.get("audit_id"))
-        recorded = {**self.outcome, "audit_id": answer.get("audit_id")}
-        progress.succeeded({"audit_id": answer.get("audit_id")}, outcome=recorded)
+    def result_of(self, answers: dict[str, Any], progress: Progress, targets: dict[str, Any]) -> dict[str, Any]:
+        audit_id = answers[AUDIT_LOG].get("audit_id")
+        self.log.info("Outcome %s recorded as audit entry %s", self.outcome, audit_id)
+        recorded = {**self.outcome, "audit_id": audit_id}
+        progress.succeeded({"audit_id": audit_id}, targets=targets, outcome=recorded)
         return recorded
 
 
-def _result(record: Any, step: str) -> dict[str, Any] | None:
-    return (record.steps.get(step) or {}).get("result")
+# The audit step's one call has this target name in its record.
+AUDIT_LOG = "audit log"
+
+
+def _targets(record: Any, step: str) -> dict[str, Any]:
+    """What each of a step's targets came to, as the record holds it."""
+    return (record.steps.get(step) or {}).get("targets") or {}
+
+
+def _entries(sent: Sent, before: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    """Each target's entry after this try: applied with its answer (and the key it was applied
+    under), failed with its error, or waiting for its reserved slot; tries count the calls sent."""
+    entries = {}
+    for target, answer in sent.answers.items():
+        entries[target] = {"state": APPLIED, "tries": _tries(before, target) + 1, "result": answer,
+                           "key": keys[target]}
+    for target, err in sent.errors.items():
+        entries[target] = {"state": FAILED, "tries": _tries(before, target) + 1, "error": str(err)[:500],
+                           "transient": isinstance(err, TransientServiceError)}
+    for target, wait in sent.waits.items():
+        entries[target] = {"state": WAITING, "tries": _tries(before, target), "reserved_slot": wait.slot.isoformat()}
+    return entries
+
+
+def _tries(before: dict[str, Any], target: str) -> int:
+    return (before.get(target) or {}).get("tries", 0)
 
 
 def consult_governance(hook: HmsHook, proposal: dict[str, Any], *, review_timeout: timedelta,

@@ -13,9 +13,24 @@ from hms_management.domain.proposal import Proposal
 def proposal_params() -> dict[str, Any]:
     """The DAG's Params: the model's JSON schema, one Param per field, checked at trigger time."""
     schema = Proposal.model_json_schema()
+    definitions = schema.get("$defs", {})
     params = {}
     for name, prop in schema["properties"].items():
+        # Each Param is checked on its own: a reference to the schema's shared definitions (a
+        # target) would not resolve there, so it is written out in place.
+        prop = _inlined(prop, definitions)
         prop = {k: v for k, v in prop.items() if k not in ("title", "default")}
         field = Proposal.model_fields[name]
         params[name] = Param(**prop) if field.is_required() else Param(field.default, **prop)
     return params
+
+
+def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
+    """`schema` with every `$ref` to a shared definition replaced by the definition itself."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inlined(definitions[schema["$ref"].rsplit("/", 1)[-1]], definitions)
+        return {key: _inlined(value, definitions) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_inlined(item, definitions) for item in schema]
+    return schema

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from hms_management.domain.outcome import FAILED, Outcome, settle
-from hms_management.domain.proposal import InvalidProposal, parse_proposal, proposal_id_of
+from hms_management.domain.proposal import InvalidProposal, Proposal, parse_proposal, proposal_id_of
 from hms_management.domain.services import ServiceError, TransientServiceError
 from hms_management.domain.steps import STEPS
+from hms_management.orchestration.config import deployment
 from hms_management.orchestration.records import records
 from hms_management.records.store import Admission, ProposalRecord
 
@@ -25,9 +26,10 @@ WAITING = "waiting"  # held back by governance (a suspended service), in the tri
 
 
 def validate_run_conf(dag_run: Any) -> dict[str, Any]:
-    """The run's proposal with defaults filled in, or a failure that names each bad field."""
+    """The run's proposal with defaults filled in, or a failure that names each bad field (the
+    deployment's own rules included: its most targets, its officer groups)."""
     try:
-        proposal = parse_proposal(dag_run.conf)
+        proposal = parse_proposal(dag_run.conf, deployment())
     except InvalidProposal as err:
         raise AirflowFailException(str(err)) from None
     if dag_run.run_id != proposal.run_id:
@@ -35,11 +37,11 @@ def validate_run_conf(dag_run: Any) -> dict[str, Any]:
     return proposal.as_conf()
 
 
-def validated_proposal(context: Context) -> dict[str, Any] | None:
-    """The run's proposal with its defaults, read from the run's conf (no round trip); None when the
-    conf is not a valid proposal, which the governance gate has then failed on."""
+def proposal_of(context: Context) -> Proposal | None:
+    """The run's proposal, read from the run's conf (no round trip); None when the conf is not a
+    valid proposal, which the governance gate has then failed on."""
     try:
-        return parse_proposal(context["dag_run"].conf).as_conf()
+        return parse_proposal(context["dag_run"].conf)
     except InvalidProposal:
         return None
 
@@ -83,17 +85,20 @@ class Progress:
         return {task_id: {"state": state, "tries": self.ti.try_number, "ended_at": _now().isoformat(),
                           "started_at": started.isoformat() if started else None, **details}}
 
-    def succeeded(self, result: Any = None, **facts: Any) -> ProposalRecord:
-        steps = self.step(self.ti.task_id, SUCCESS, **({"result": result} if result is not None else {}))
+    def succeeded(self, result: Any = None, *, targets: dict[str, Any] | None = None,
+                  **facts: Any) -> ProposalRecord:
+        """This step succeeded: its result (and each target's), written with any other facts."""
+        details = {"result": result} if result is not None else {}
+        steps = self.step(self.ti.task_id, SUCCESS, **details, **({"targets": targets} if targets else {}))
         return self.write(steps={**steps, **facts.pop("steps", {})}, **facts)
 
-    def failed(self, err: ServiceError | AirflowFailException | str, *,
-               check: dict[str, Any] | None = None) -> ProposalRecord:
+    def failed(self, err: ServiceError | AirflowFailException | str, *, check: dict[str, Any] | None = None,
+               targets: dict[str, Any] | None = None) -> ProposalRecord:
         """This try failed: retried when the error may pass and tries are left, else for good."""
         transient = isinstance(err, TransientServiceError)
         retried = transient and self.ti.try_number <= (getattr(self.ti, "max_tries", 0) or 0)
-        return self.write(steps=self.step(self.ti.task_id, UP_FOR_RETRY if retried else FAILED,
-                                          **step_error(err, transient=transient)),
+        details = {**step_error(err, transient=transient), **({"targets": targets} if targets else {})}
+        return self.write(steps=self.step(self.ti.task_id, UP_FOR_RETRY if retried else FAILED, **details),
                           checks=[check] if check else [])
 
     def _admission(self) -> Admission:

@@ -19,8 +19,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from hms_management.domain.outcome import AWAITING_GOVERNANCE, OUTCOMES, QUEUED, RUNNING, STATUSES, standing
-from hms_management.domain.proposal import proposal_id_of, run_id_for
-from hms_management.domain.steps import TASK_ORDER
+from hms_management.domain.proposal import DEFAULT_SCOPE, proposal_id_of, run_id_for
+from hms_management.domain.steps import APPLY_POLICY, NOTIFY_OFFICERS, TASK_ORDER
 from hms_management.records.schema import proposals
 
 # Facts a writer may set; `steps` is merged step by step, `checks` appended to, the others replace
@@ -73,6 +73,19 @@ class ProposalRecord:
     def submitters(self) -> set[str]:
         """Who raised it: the user that submitted it, and whom the proposal names (four-eyes)."""
         return {name for name in (self.triggered_by, self.named_submitter) if name}
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Each target of the proposal — its policy scopes, then the officer groups told — with what
+        its step's entry holds of it (state, tries, result or error; nothing before the step ran)."""
+        conf = self.proposal
+        scopes = [t.get("scope") for t in conf.get("targets") or [] if isinstance(t, dict)]
+        scopes = scopes or ([DEFAULT_SCOPE] if "rule" in conf else [])
+        policy = (self.steps.get(APPLY_POLICY) or {}).get("targets") or {}
+        told = (self.steps.get(NOTIFY_OFFICERS) or {}).get("targets") or {}
+        groups = [g for g in conf.get("notify") or [] if isinstance(g, str)]
+        groups += [group for group in told if group not in groups]  # the default group, once told
+        return ([{"step": APPLY_POLICY, "target": scope, **(policy.get(scope) or {})} for scope in scopes]
+                + [{"step": NOTIFY_OFFICERS, "target": group, **(told.get(group) or {})} for group in groups])
 
     def shown_steps(self) -> list[tuple[str, dict[str, Any]]]:
         """The workflow's steps in order with what the record holds of each ({} before it ran)."""

@@ -44,27 +44,33 @@ def test_a_step_that_left_no_error_still_names_itself():
     assert not outcome.transient  # nothing says a retry would help
 
 
-def test_audit_record_carries_the_ids_an_auditor_follows():
+def test_audit_record_carries_the_ids_an_auditor_follows_for_each_target():
     record = audit_record(
         proposal_id="p-1",
         run_id="proposal__p-1",
-        outcome=Outcome("completed", "ok"),
-        decision={"decision_id": "d1"},
-        policy={"policy_id": "pol-1", "version": 1},
-        notification={"notification_id": "n1"},
+        outcome=Outcome("failed", "foia/doj: 503", "apply_policy", transient=True),
+        decision={"decision_id": "d1", "reviewer": "rita", "review_reason": "fine", "decided_at": "t"},
+        targets={"foia/dhs": {"state": "applied", "tries": 1,
+                              "result": {"policy_id": "pol-1", "version": 1, "scope_version": 4}},
+                 "foia/doj": {"state": "failed", "tries": 3, "error": "503"}},
+        notified={},
         proposal={"id": "p-1", "title": "T", "submitted_by": "hms-a2a"},
     )
-    assert record["proposalId"] == "p-1" and record["outcome"] == "completed"
-    assert (record["decisionId"], record["policyId"], record["policyVersion"], record["notificationId"]) == (
-        "d1", "pol-1", 1, "n1")
-    assert record["submittedBy"] == "hms-a2a"
+    assert record["proposalId"] == "p-1" and record["outcome"] == "failed" and record["decisionId"] == "d1"
+    assert (record["reviewer"], record["reviewReason"], record["reviewedAt"]) == ("rita", "fine", "t")
+    assert record["targets"] == [
+        {"scope": "foia/dhs", "state": "applied", "tries": 1, "policyId": "pol-1", "policyVersion": 1,
+         "scopeVersion": 4},
+        {"scope": "foia/doj", "state": "failed", "tries": 3, "policyId": None, "policyVersion": None,
+         "scopeVersion": None, "error": "503"}]
+    assert record["notified"] == [] and record["submittedBy"] == "hms-a2a"
 
 
 def test_audit_record_without_a_valid_proposal_still_names_the_run():
     record = audit_record(proposal_id="proposal__x", run_id="proposal__x",
-                          outcome=Outcome("failed", "bad", GOVERNANCE_GATE), decision=None, policy=None,
-                          notification=None, proposal=None)
-    assert record["failedStep"] == GOVERNANCE_GATE and record["policyId"] is None
+                          outcome=Outcome("failed", "bad", GOVERNANCE_GATE), decision=None, targets={},
+                          notified={}, proposal=None)
+    assert record["failedStep"] == GOVERNANCE_GATE and record["targets"] == []
 
 
 COMPLETED_OUTCOME = {"outcome": "completed", "reason": "policy applied and officers notified"}

@@ -40,7 +40,7 @@ def test_ids_that_would_break_the_run_id_are_refused(bad_id):
 
 
 def test_missing_fields_are_named():
-    assert errors_of({}) == {"id": "is required", "rule": "is required"}
+    assert errors_of({}) == {"id": "is required", "rule": "is required (or targets, for several scopes)"}
 
 
 def test_unknown_keys_are_refused_with_the_list_of_fields():

@@ -8,7 +8,10 @@ from hms_management.domain.services import (
     PermanentServiceError,
     TransientServiceError,
     answer_of,
+    notification_key,
     notification_payload,
+    policy_key,
+    policy_payload,
 )
 
 
@@ -36,7 +39,15 @@ def test_a_success_whose_body_is_not_a_json_object_is_refused_naming_it(body):
         answer_of("POST /svc/policy", 200, body)
 
 
-def test_notification_says_the_policy_is_live():
-    payload = notification_payload({"id": "p-1", "title": "FOIA"}, {"policy_id": "pol", "version": 2})
+def test_notification_says_the_policy_is_live_to_its_group_with_each_scopes_version():
+    payload = notification_payload({"id": "p-1", "title": "FOIA"}, "privacy-office",
+                                   {"foia/dhs": {"policy_id": "pol", "version": 2}})
     assert payload["message"] == "Policy #p-1 live: FOIA"
-    assert payload["proposalId"] == "p-1" and payload["policy"]["version"] == 2
+    assert (payload["proposalId"], payload["group"]) == ("p-1", "privacy-office")
+    assert payload["policies"]["foia/dhs"]["version"] == 2
+
+
+def test_each_scope_gets_the_proposal_with_its_own_rule_and_a_key_of_its_own():
+    proposal = {"id": "p-1", "title": "T", "targets": [{"scope": "a", "rule": "r1"}], "notify": ["g"]}
+    assert policy_payload(proposal, "a", "r1") == {"id": "p-1", "title": "T", "scope": "a", "rule": "r1"}
+    assert (policy_key("p-1", "foia/dhs"), notification_key("p-1", "g")) == ("p-1:policy:foia/dhs", "p-1:notify:g")

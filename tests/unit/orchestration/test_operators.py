@@ -61,34 +61,39 @@ def approved(hms):
     hms.answer("POST", "/gov/check", 200, {"status": "approved", "decision_id": "d-1"})
 
 
-def test_apply_policy_posts_the_proposal_once_per_proposal_with_the_token_and_renders_what_it_sends(hms, approved):
+def test_apply_policy_posts_the_seeds_rule_once_in_the_default_scope_with_the_token_and_renders_what_it_sends(
+        hms, approved):
     hms.answer("POST", "/svc/policy", 200, {"policy_id": "pol-1", "version": 1})
     operator = ApplyPolicyOperator(task_id=APPLY_POLICY)
 
     result = run(operator, context_for(APPLY_POLICY, PROPOSAL))
 
     [sent] = hms.to("POST", "/svc/policy")
-    assert sent.headers["Idempotency-Key"] == "p-1:apply_policy"
+    assert sent.headers["Idempotency-Key"] == "p-1:policy:default"
     assert sent.headers["Authorization"] == TOKEN
-    assert sent.body == {**PROPOSAL, "priority": "normal", "impact": "normal"}
-    assert result == {"policy_id": "pol-1", "version": 1}
+    assert sent.body == {**PROPOSAL, "scope": "default", "priority": "normal", "impact": "normal"}
+    assert result == {"default": {"policy_id": "pol-1", "version": 1}}
     # What the UI's Rendered tab shows for this try.
-    assert (operator.request_body, operator.idempotency_key) == (sent.body, "p-1:apply_policy")
+    assert operator.requests == [{"target": "default", "idempotency_key": "p-1:policy:default", "body": sent.body}]
     step = recorded().steps[APPLY_POLICY]
     assert (step["state"], step["tries"], step["result"]) == ("success", 1, result)
+    assert step["targets"]["default"] == {"state": "applied", "tries": 1, "result": result["default"],
+                                          "key": "p-1:policy:default"}
     assert recorded().status == "running"
 
 
-def test_notify_officers_says_which_policy_went_live(hms, approved):
+def test_notify_officers_tells_the_default_group_which_policy_went_live(hms, approved):
     hms.answer("POST", "/notifications", 200, {"notification_id": "n-1"})
-    earlier(steps={APPLY_POLICY: {"state": "success", "result": {"policy_id": "pol-1"}}})
+    earlier(steps={APPLY_POLICY: {"state": "success", "result": {"default": {"policy_id": "pol-1"}}}})
     context = context_for(NOTIFY_OFFICERS, PROPOSAL)
 
-    assert run(NotifyOfficersOperator(task_id=NOTIFY_OFFICERS), context) == {"notification_id": "n-1"}
+    assert run(NotifyOfficersOperator(task_id=NOTIFY_OFFICERS), context) == {"foia-officers": {"notification_id":
+                                                                                              "n-1"}}
 
     [sent] = hms.to("POST", "/notifications")
-    assert sent.headers["Idempotency-Key"] == "p-1:notify_officers"
-    assert sent.body["message"] == "Policy #p-1 live: FOIA" and sent.body["policy"] == {"policy_id": "pol-1"}
+    assert sent.headers["Idempotency-Key"] == "p-1:notify:foia-officers"
+    assert sent.body["message"] == "Policy #p-1 live: FOIA" and sent.body["group"] == "foia-officers"
+    assert sent.body["policies"] == {"default": {"policy_id": "pol-1"}}
 
 
 @pytest.mark.parametrize(("clear_number", "key"), [(0, "p-1:record_audit"), (2, "p-1:record_audit:rerun2")])
@@ -96,8 +101,10 @@ def test_record_audit_writes_the_outcome_under_a_key_of_its_own_per_redrive(hms,
     hms.answer("POST", "/audit/log", 200, {"audit_id": "a-1"})
     earlier(decision={**APPROVED, "reviewer": "rita"}, steps={
         GOVERNANCE_GATE: {"state": "success"},
-        APPLY_POLICY: {"state": "success", "result": {"policy_id": "pol-1", "version": 3}},
-        NOTIFY_OFFICERS: {"state": "success", "result": {"notification_id": "n-1"}}})
+        APPLY_POLICY: {"state": "success", "targets": {"default": {"state": "applied", "tries": 1, "result": {
+            "policy_id": "pol-1", "version": 3}}}},
+        NOTIFY_OFFICERS: {"state": "success", "targets": {"foia-officers": {"state": "applied", "tries": 1,
+                                                                            "result": {"notification_id": "n-1"}}}}})
     context = context_for(RECORD_AUDIT, PROPOSAL, clear_number=clear_number)
 
     result = run(RecordAuditOperator(task_id=RECORD_AUDIT), context)
@@ -105,7 +112,9 @@ def test_record_audit_writes_the_outcome_under_a_key_of_its_own_per_redrive(hms,
     [sent] = hms.to("POST", "/audit/log")
     assert sent.headers["Idempotency-Key"] == key
     assert sent.body == {**sent.body, "proposalId": "p-1", "outcome": "completed", "decisionId": "d-1",
-                         "reviewer": "rita", "policyVersion": 3, "notificationId": "n-1", "runId": "proposal__p-1"}
+                         "reviewer": "rita", "runId": "proposal__p-1"}
+    assert [(t["scope"], t["policyVersion"]) for t in sent.body["targets"]] == [("default", 3)]
+    assert [(n["group"], n["notificationId"]) for n in sent.body["notified"]] == [("foia-officers", "n-1")]
     assert result == {**result, "outcome": "completed", "audit_id": "a-1"}
     assert recorded().outcome == result  # the run's end settles the status from it
 

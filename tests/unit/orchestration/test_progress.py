@@ -9,7 +9,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS
-from hms_management.orchestration.progress import outcome_of, raise_failure, validated_proposal
+from hms_management.orchestration.progress import outcome_of, proposal_of, raise_failure
 from hms_management.orchestration.records import records
 from hms_management.records.store import Admission
 from tests.unit.conftest import context_for
@@ -25,8 +25,8 @@ def recorded(**facts):
 
 
 def test_later_steps_read_the_proposal_with_its_defaults_from_the_conf():
-    assert validated_proposal(context_for("x", PROPOSAL))["priority"] == "normal"
-    assert validated_proposal(context_for("x", {"rule": "r"}, run_id="proposal__x")) is None  # the gate failed it
+    assert proposal_of(context_for("x", PROPOSAL)).priority == "normal"
+    assert proposal_of(context_for("x", {"rule": "r"}, run_id="proposal__x")) is None  # the gate failed it
 
 
 def test_the_outcome_names_the_first_step_that_did_not_succeed_with_its_error(proposal_records):

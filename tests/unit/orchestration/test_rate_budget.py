@@ -49,7 +49,7 @@ def test_a_call_within_a_free_budget_goes_at_once(hms):
     budget(10)
     operator, context = apply_policy()
 
-    assert operator.execute(context) == {"policy_id": "pol-1", "version": 1}
+    assert operator.execute(context) == {"default": {"policy_id": "pol-1", "version": 1}}
     assert len(hms.to("POST", "/svc/policy")) == 1
 
 
@@ -62,7 +62,7 @@ def test_a_slot_further_off_than_a_moment_gives_the_worker_slot_back_keeping_the
         operator.execute(context)
 
     step = records().get("p-1").steps[APPLY_POLICY]
-    slot = datetime.fromisoformat(step["reserved_slot"])
+    slot = datetime.fromisoformat(step["targets"]["default"]["reserved_slot"])
     assert step["state"] == "waiting" and "rate budget of policy" in step["waiting_for"]
     assert (slot - rescheduled.value.reschedule_date).total_seconds() == pytest.approx(2.0, abs=0.3)
     assert hms.to("POST", "/svc/policy") == []
@@ -71,7 +71,8 @@ def test_a_slot_further_off_than_a_moment_gives_the_worker_slot_back_keeping_the
 def test_back_from_its_reschedule_the_step_sends_at_its_reserved_slot(hms):
     budget(0.1)
     slot = budgets().reserve("policy").slots[0] + timedelta(seconds=1)  # as a reschedule left it, 1 s ahead
-    records().change("p-1", steps={APPLY_POLICY: {"state": "waiting", "reserved_slot": slot.isoformat()}})
+    records().change("p-1", steps={APPLY_POLICY: {"state": "waiting", "targets": {
+        "default": {"state": "waiting", "reserved_slot": slot.isoformat()}}}})
     operator, context = apply_policy()
 
     operator.execute(context)
@@ -83,12 +84,14 @@ def test_back_too_late_for_its_slot_the_step_reserves_again(hms):
     budget(0.1)
     budgets().reserve("policy")
     late = datetime.now(UTC) - timedelta(seconds=5)
-    records().change("p-1", steps={APPLY_POLICY: {"state": "waiting", "reserved_slot": late.isoformat()}})
+    records().change("p-1", steps={APPLY_POLICY: {"state": "waiting", "targets": {
+        "default": {"state": "waiting", "reserved_slot": late.isoformat()}}}})
     operator, context = apply_policy()
 
     with pytest.raises(AirflowRescheduleException):
         operator.execute(context)  # its new slot is ~10 s off: back to the triggerer-free wait
-    assert datetime.fromisoformat(records().get("p-1").steps[APPLY_POLICY]["reserved_slot"]) > datetime.now(UTC)
+    slot = records().get("p-1").steps[APPLY_POLICY]["targets"]["default"]["reserved_slot"]
+    assert datetime.fromisoformat(slot) > datetime.now(UTC)
 
 
 def test_a_429_holds_every_caller_back_for_its_retry_after_and_the_call_goes_again(hms):
@@ -99,10 +102,10 @@ def test_a_429_holds_every_caller_back_for_its_retry_after_and_the_call_goes_aga
     operator, context = apply_policy()
 
     started = datetime.now(UTC)
-    assert operator.execute(context)["policy_id"] == "pol-1"
+    assert operator.execute(context)["default"]["policy_id"] == "pol-1"
 
     sent = hms.to("POST", "/svc/policy")
-    assert [r.headers["Idempotency-Key"] for r in sent] == ["p-1:apply_policy"] * 2
+    assert [r.headers["Idempotency-Key"] for r in sent] == ["p-1:policy:default"] * 2
     assert (datetime.now(UTC) - started).total_seconds() >= 1.0  # held back a second (no Retry-After: 1 s)
     assert budgets().get("policy").throttled == 1
     assert records().get("p-1").steps[APPLY_POLICY]["tries"] == 1  # the wait used no retry
@@ -115,6 +118,6 @@ def test_a_service_that_keeps_answering_429_fails_the_try_as_transient(hms, monk
     hms.answer("POST", "/svc/policy", 429, {"error": "rate limit exceeded"})
     operator, context = apply_policy()
 
-    with pytest.raises(TransientServiceError, match="answered 429"):
+    with pytest.raises(TransientServiceError, match="default: POST /svc/policy answered 429"):
         operator.execute(context)
     assert len(hms.to("POST", "/svc/policy")) == THROTTLED_AGAIN + 1

@@ -98,6 +98,47 @@
     follow(form.dataset.proposal, note.closest("[data-proposal]") || document.body, note, verdict);
   }
 
+  // What each proposal awaiting review would change: for each scope, the live rule beside the
+  // proposed one, key by key (read when the page is shown: a page of reviews stays fast to load).
+  function element(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function code(value) {
+    return element("code", {}, value === undefined ? "" : JSON.stringify(value));
+  }
+
+  function scopeTable(change) {
+    const said = change.new ? element("span", { class: "mark mark-new" }, "no live rule yet")
+      : `live version ${change.live_version}, ${change.changes} change${change.changes === 1 ? "" : "s"}`;
+    const rows = change.keys.map((key) => element(
+      "tr", { class: `key-${key.change}`, "data-change": key.change },
+      element("th", { scope: "row" }, element("code", {}, key.path || "(rule)"),
+              key.change === "same" ? "" : element("span", { class: `change change-${key.change}` }, key.change)),
+      element("td", {}, key.change === "added" ? "" : code(key.live)),
+      element("td", {}, key.change === "removed" ? "" : code(key.proposed))));
+    return element("table", { class: "scope-changes", "data-scope": change.scope },
+      element("caption", {}, element("code", {}, change.scope), " ", said),
+      element("thead", {}, element("tr", {}, element("th", { scope: "col" }, "Key"),
+                                   element("th", { scope: "col" }, "Live"), element("th", { scope: "col" }, "Proposed"))),
+      element("tbody", {}, ...rows));
+  }
+
+  for (const box of document.querySelectorAll(".changes[data-changes]")) {
+    fetch(`${api}/proposals/${encodeURIComponent(box.dataset.changes)}/changes`, { credentials: "same-origin" })
+      .then((response) => response.json().then((body) => ({ ok: response.ok, body })))
+      .then(({ ok, body }) => {
+        if (!ok) throw new Error(body.detail || "no answer");
+        box.replaceChildren(...body.scopes.map(scopeTable));
+      })
+      .catch((err) => {
+        box.replaceChildren(element("p", { class: "why-not" }, `What is live now is unknown: ${err.message}`));
+      });
+  }
+
   // The reason is required: it goes into the audit record with the reviewer's name.
   function reasonOf(form) {
     const reason = form.elements.reason.value.trim();
