@@ -25,6 +25,7 @@ $(INSTALLED): requirements.txt constraints.txt pyproject.toml
 # Ports and the crash-loop limit of `make run` (docs/operations.md): e.g. `make run API_PORT=8081
 # BACKEND_PORT=8091`; the same with HMS_ in front in the environment (HMS_API_PORT=8081 make run).
 STACK_SETTINGS = $(if $(API_PORT),--api-port $(API_PORT)) $(if $(BACKEND_PORT),--backend-port $(BACKEND_PORT)) \
+  $(if $(METRICS_PORT),--metrics-port $(METRICS_PORT)) \
   $(if $(CRASH_LOOP_RESTARTS),--crash-loop-restarts $(CRASH_LOOP_RESTARTS)) \
   $(if $(CRASH_LOOP_SECONDS),--crash-loop-seconds $(CRASH_LOOP_SECONDS))
 NOTHING_INSTALLED = echo "nothing is installed here yet (make run installs it): no stack is running"
@@ -48,10 +49,12 @@ status:
 submit: install
 	$(PY) -m hms_stack submit $(FILE)
 
-## test: lint, unit, DAG, end-to-end and browser tests (starts and stops its own stack)
-test: install chromium
+## test: lint, import contract, unused code, then unit, DAG, end-to-end and browser tests (starts and
+## stops its own stack)
+test: install chromium prometheus
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/vulture
 	$(PY) -m pytest --durations=15
 
 ## bench: every benchmark scenario side by side (QUICK=1 for a smoke run of a few minutes, which
@@ -83,6 +86,7 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/vulture
 
 ## constraints: re-resolve the pinned set after changing requirements.txt
 constraints:
@@ -127,4 +131,10 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
-.PHONY: test-distributed run-distributed redis-server test-chaos chromium bench-desk
+## prometheus: Debian's Prometheus, which the metrics tests start to scrape a live stack (tests/e2e/test_metrics.py),
+## installed when missing; the package's own service is not used
+prometheus:
+	@command -v prometheus >/dev/null || { apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+
+.PHONY: test-distributed run-distributed redis-server test-chaos chromium bench-desk prometheus

@@ -32,8 +32,9 @@ def pytest_unconfigure(config) -> None:
 
 # -- clients of a live stack: `stack` is tests/live_stack.py's (e2e, browser), or tests/distributed's --
 # -- and the proposal records' database without a stack: tests/records_db.py's `proposal_records` ------
+# -- and a real Prometheus scraping the live stack: tests/prometheus.py's `prometheus` ----------------
 
-pytest_plugins = ["tests.live_stack", "tests.records_db"]
+pytest_plugins = ["tests.live_stack", "tests.records_db", "tests.prometheus"]
 
 import httpx  # noqa: E402 (after the environment above)
 import pytest  # noqa: E402

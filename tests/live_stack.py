@@ -52,6 +52,8 @@ def stack() -> Iterator[Stack]:
         state=home / ".state",
         api_port=free_port(),
         hms_port=free_port(),
+        # Airflow's own metrics through the StatsD bridge, for the metrics tests' Prometheus.
+        metrics_port=free_port(),
         extra_env={
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_WATCH_POLL_SECONDS": "0.5",
             "AIRFLOW__HMS_MANAGEMENT__REVIEW_TIMEOUT_SECONDS": str(REVIEW_TIMEOUT_SECONDS),

@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from hms_backend.governance import EVERY_SERVICE, PROPOSAL_ENDED, REVIEW, REVOCABLE, REVOKED
@@ -204,7 +203,7 @@ class Storage:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @contextmanager

@@ -1,29 +1,55 @@
-"""A small typed client of Airflow's REST API for proposals: what agents, operators and tests use.
+"""The agents' clients, each logged in through `hms_management.airflow_login`:
 
-    client = AirflowClient("http://127.0.0.1:8080", "agent", password)
-    client.submit({"id": "p-1", "rule": {...}})        # 200 queued, 409 duplicate, 400 invalid
-    run = client.wait("p-1")                           # until success or failed
+- `ManagementClient`: the HMS Management API (`/management` on the api-server);
+- `AirflowClient`: proposals through Airflow's REST API (`/api/v2`), on Airflow's official client
+  (`apache-airflow-client`).
+
+    with AirflowClient("http://127.0.0.1:8080", "agent", password) as airflow:
+        airflow.submit({"id": "p-1", "rule": {...}})      # ApiError on 400 (invalid) and 409 (duplicate)
+        run = airflow.wait("p-1")                         # until success or failed
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import httpx
+from airflow_client.client import ApiClient, Configuration
+from airflow_client.client.api.dag_run_api import DagRunApi
+from airflow_client.client.exceptions import ApiException
+from airflow_client.client.models import DAGRunResponse, TriggerDAGRunPostBody
 
+from hms_management.airflow_login import AirflowLogin, ApiError, bearer
 from hms_management.domain.outcome import OUTCOMES
 from hms_management.domain.proposal import DAG_ID, run_id_for
 
 TERMINAL_STATES = ("success", "failed")
+T = TypeVar("T")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, body: Any):
-        self.status, self.body = status, body
-        super().__init__(f"{status}: {body}")
+@dataclass(frozen=True)
+class Answer:
+    """A raw answer of Airflow's REST API, for callers that read its status code themselves."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    def raise_for_status(self) -> Answer:
+        if self.status_code >= 400:
+            raise ApiError(self.status_code, response_body(self))
+        return self
 
 
 @dataclass
@@ -31,69 +57,71 @@ class Run:
     run_id: str
     state: str
     note: str | None
-    queued_at: str | None
-    start_date: str | None
-    end_date: str | None
     conf: dict[str, Any]
 
     @classmethod
-    def from_api(cls, body: dict[str, Any]) -> Run:
-        return cls(body["dag_run_id"], body["state"], body.get("note"), body.get("queued_at"),
-                   body.get("start_date"), body.get("end_date"), body.get("conf") or {})
+    def of(cls, run: DAGRunResponse) -> Run:
+        return cls(run.dag_run_id, str(getattr(run.state, "value", run.state)), run.note, run.conf or {})
 
 
 class AirflowClient:
+    """Proposals as DAG runs through Airflow's REST API, as one user. The typed calls raise ApiError
+    when Airflow refuses; when it does not answer, the official client's transport raises urllib3's
+    errors (`urllib3.exceptions.HTTPError`)."""
+
     def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._credentials = {"username": username, "password": password}
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
-        self._token: str | None = None
+        self._login = AirflowLogin(base_url, username, password, timeout=timeout)
+        self._timeout = timeout
+        self.api = ApiClient(Configuration(host=self._login.base_url))
+        self.dag_runs = DagRunApi(self.api)
+
+    def __enter__(self) -> AirflowClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self.api.rest_client.pool_manager.clear()  # the official client has no close(): free its sockets
 
-    # -- auth --------------------------------------------------------------------------------
+    def token(self) -> str:
+        return self._login.token()
 
-    def token(self, *, refresh: bool = False) -> str:
-        if self._token is None or refresh:
-            response = self._http.post("/auth/token", json=self._credentials)
-            if response.status_code != 201:
-                raise ApiError(response.status_code, response_body(response))
-            self._token = response.json()["access_token"]
-        return self._token
+    def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A method of the official client as this user, e.g. `call(self.dag_runs.get_dag_runs, DAG_ID)`;
+        ApiError when Airflow refuses it."""
+        try:
+            return self._login.authorized(
+                lambda token: method(*args, **kwargs, _headers=bearer(token), _request_timeout=self._timeout))
+        except ApiException as err:
+            raise ApiError(err.status or 0, _parsed(err.body)) from err
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One API call; a token that expired is fetched again once."""
-        extra_headers = kwargs.pop("headers", None) or {}  # kept for the retry after a token refresh
-        for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {self.token(refresh=attempt == 2)}", **extra_headers}
-            response = self._http.request(method, path, headers=headers, **kwargs)
-            if response.status_code != 401:
-                return response
-        return response
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Answer:
+        """Any call of the REST API, through the official client's transport; the raw answer."""
+        url = f"{self._login.base_url}{path}" + (f"?{urlencode(params, doseq=True)}" if params else "")
+        headers = {"Content-Type": "application/json"} if json is not None else {}
+        answer = self._login.authorized(lambda token: self.api.rest_client.request(
+            method, url, headers={**headers, **bearer(token)}, body=json, _request_timeout=self._timeout))
+        return Answer(answer.status, answer.read())
 
     # -- proposals ---------------------------------------------------------------------------
 
-    def trigger(self, proposal: Any, *, run_id: str | None = None) -> httpx.Response:
+    def trigger(self, proposal: Any, *, run_id: str | None = None) -> Answer:
         """POST the proposal as a run's conf; the raw answer (200, 400, 409) for the caller to read."""
-        body: dict[str, Any] = {"logical_date": None, "conf": proposal}
-        if run_id is not None:
-            body["dag_run_id"] = run_id
-        return self.request("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", json=body)
+        body = TriggerDAGRunPostBody(logical_date=None, conf=proposal, **({"dag_run_id": run_id} if run_id else {}))
+        answer = self._login.authorized(lambda token: self.dag_runs.trigger_dag_run_without_preload_content(
+            DAG_ID, body, _headers=bearer(token), _request_timeout=self._timeout))
+        return Answer(answer.status, answer.data)
 
     def submit(self, proposal: dict[str, Any]) -> Run:
-        response = self.trigger(proposal, run_id=run_id_for(proposal["id"]))
-        if response.status_code != 200:
-            raise ApiError(response.status_code, response_body(response))
-        return Run.from_api(response.json())
+        """Start the proposal's run; ApiError on 400 (invalid) and 409 (its run exists)."""
+        body = TriggerDAGRunPostBody(dag_run_id=run_id_for(proposal["id"]), logical_date=None, conf=proposal)
+        return Run.of(self.call(self.dag_runs.trigger_dag_run, DAG_ID, body))
 
     def run(self, proposal_id: str) -> Run:
-        response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id_for(proposal_id)}")
-        if response.status_code != 200:
-            raise ApiError(response.status_code, response_body(response))
-        return Run.from_api(response.json())
+        return Run.of(self.call(self.dag_runs.get_dag_run, DAG_ID, run_id_for(proposal_id)))
 
-    def wait(self, proposal_id: str, *, timeout: float = 120.0, poll: float = 0.5) -> Run:
+    def wait(self, proposal_id: str, *, timeout: float = 120.0) -> Run:
         """Poll until the run is terminal (its note is written in the same transaction as its state)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -102,14 +130,22 @@ class AirflowClient:
                 return run
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run.run_id} still {run.state} after {timeout:.0f} s")
-            time.sleep(poll)
+            time.sleep(0.5)
 
 
-def response_body(response: httpx.Response) -> Any:
+def response_body(response: httpx.Response | Answer) -> Any:
     try:
         return response.json()
     except ValueError:
         return response.text
+
+
+def _parsed(body: Any) -> Any:
+    """An error answer's body as JSON when it is JSON."""
+    try:
+        return json.loads(body) if isinstance(body, str | bytes) else body
+    except ValueError:
+        return body
 
 
 class ManagementClient:
@@ -121,7 +157,8 @@ class ManagementClient:
     """
 
     def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 90.0) -> None:
-        self._airflow = AirflowClient(base_url, username, password, timeout=timeout)
+        self._login = AirflowLogin(base_url, username, password, timeout=timeout)
+        self._http = httpx.Client(base_url=self._login.base_url, timeout=timeout)
 
     def __enter__(self) -> ManagementClient:
         return self
@@ -130,17 +167,20 @@ class ManagementClient:
         self.close()
 
     def close(self) -> None:
-        self._airflow.close()
+        self._http.close()
 
-    def token(self, *, refresh: bool = False) -> str:
-        return self._airflow.token(refresh=refresh)
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Any call of the api-server as this user (httpx's arguments); the raw answer."""
+        headers = kwargs.pop("headers", None) or {}  # a resend after a new token keeps them
+        return self._login.authorized(
+            lambda token: self._http.request(method, path, headers={**headers, **bearer(token)}, **kwargs))
 
     def post(self, body: Any, *, wait: float = 0, content_type: str = "application/json") -> httpx.Response:
         """The raw answer of POST /management/proposals, for callers that read codes themselves."""
         content = body if isinstance(body, bytes | str) else json.dumps(body)
         params = {"wait": wait} if wait else None
-        return self._airflow.request("POST", "/management/proposals", content=content, params=params,
-                                     headers={"Content-Type": content_type})
+        return self.request("POST", "/management/proposals", content=content, params=params,
+                            headers={"Content-Type": content_type})
 
     def submit(self, proposal: dict[str, Any], *, wait: float = 0) -> dict[str, Any]:
         """Submit (or find) a proposal; with `wait`, its final status if it ends in time."""
@@ -151,7 +191,7 @@ class ManagementClient:
 
     def status(self, proposal_id: str, *, wait: float = 0) -> dict[str, Any]:
         params = {"wait": wait} if wait else None
-        response = self._airflow.request("GET", f"/management/proposals/{proposal_id}", params=params)
+        response = self.request("GET", f"/management/proposals/{proposal_id}", params=params)
         if response.status_code != 200:
             raise ApiError(response.status_code, response_body(response))
         return response.json()
@@ -168,23 +208,23 @@ class ManagementClient:
              limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
         params = {k: v for k, v in {"status": status, "submitter": submitter, "q": text, "limit": limit,
                                     "cursor": cursor}.items() if v is not None}
-        response = self._airflow.request("GET", "/management/proposals", params=params)
+        response = self.request("GET", "/management/proposals", params=params)
         if response.status_code != 200:
             raise ApiError(response.status_code, response_body(response))
         return response.json()
 
     def counts(self) -> dict[str, int]:
         """How many proposals are in each status."""
-        response = self._airflow.request("GET", "/management/counts")
+        response = self.request("GET", "/management/counts")
         if response.status_code != 200:
             raise ApiError(response.status_code, response_body(response))
         return response.json()["counts"]
 
     def decide(self, proposal_id: str, *, approved: bool, reason: str) -> httpx.Response:
         """A reviewer's decision on a proposal awaiting review; the raw answer (200, 403, 404, 409)."""
-        return self._airflow.request("POST", f"/management/proposals/{proposal_id}/decision",
-                                     json={"approved": approved, "reason": reason})
+        return self.request("POST", f"/management/proposals/{proposal_id}/decision",
+                            json={"approved": approved, "reason": reason})
 
     def revoke(self, proposal_id: str, *, reason: str) -> httpx.Response:
         """A reviewer's revocation of a proposal that has not ended; the raw answer (200, 403, 404, 409)."""
-        return self._airflow.request("POST", f"/management/proposals/{proposal_id}/revoke", json={"reason": reason})
+        return self.request("POST", f"/management/proposals/{proposal_id}/revoke", json={"reason": reason})

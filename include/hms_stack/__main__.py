@@ -2,7 +2,8 @@
 `make status` and `make submit`.
 
 Ports: --api-port / --backend-port (--redis-port with --distributed), or HMS_API_PORT,
-HMS_BACKEND_PORT, HMS_REDIS_PORT in the environment. Crash loop: --crash-loop-restarts /
+HMS_BACKEND_PORT, HMS_REDIS_PORT in the environment; Airflow's metrics for Prometheus (off unless given):
+--metrics-port or HMS_METRICS_PORT. Crash loop: --crash-loop-restarts /
 --crash-loop-seconds, or HMS_CRASH_LOOP_RESTARTS, HMS_CRASH_LOOP_SECONDS.
 """
 
@@ -185,6 +186,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-port", type=int, help="Airflow's api-server (default HMS_API_PORT or 8080)")
     parser.add_argument("--backend-port", "--hms-port", dest="backend_port", type=int,
                         help="the HMS backend (default HMS_BACKEND_PORT or 8090)")
+    parser.add_argument("--metrics-port", type=int,
+                        help="Airflow's own metrics for Prometheus: StatsD on this UDP port, /metrics on this TCP "
+                             "port (default HMS_METRICS_PORT; none: Airflow sends no metrics)")
     parser.add_argument("--distributed", action="store_true",
                         help="run: CeleryExecutor with Redis and Celery workers (hms_stack.distributed)")
     parser.add_argument("--redis-port", type=int, help="with --distributed (default HMS_REDIS_PORT or 6379)")
@@ -204,6 +208,8 @@ def make_stack(args: argparse.Namespace) -> Stack:
         "state": args.state.resolve(),
         "api_port": given(args.api_port, lambda: _port("HMS_API_PORT", 8080)),
         "hms_port": given(args.backend_port, lambda: _port("HMS_BACKEND_PORT", 8090)),
+        "metrics_port": given(args.metrics_port,
+                              lambda: _port("HMS_METRICS_PORT", 0) if os.environ.get("HMS_METRICS_PORT") else None),
         "crash_loop_restarts": int(given(args.crash_loop_restarts, lambda: _number("HMS_CRASH_LOOP_RESTARTS", 5))),
         "crash_loop_seconds": given(args.crash_loop_seconds, lambda: _number("HMS_CRASH_LOOP_SECONDS", 120)),
     }

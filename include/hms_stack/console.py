@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # What listens on each port, and the setting that moves it (a Makefile variable; HMS_<name> in the
 # environment).
 PORTS = {"api-server": ("Airflow's api-server", "API_PORT"), "hms-backend": ("the HMS backend", "BACKEND_PORT"),
-         "redis": ("Redis", "REDIS_PORT")}
+         "redis": ("Redis", "REDIS_PORT"), "airflow-metrics": ("Airflow's metrics (StatsD bridge)", "METRICS_PORT")}
 # Start order, for listings: the database first, Airflow's workers last.
 ORDER = ["launcher", "postgres", "hms-backend", "redis", "setup", "api-server", "scheduler", "dag-processor",
          "triggerer"]

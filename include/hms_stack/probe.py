@@ -5,24 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from hms_management.client import AirflowClient, ApiError, response_body
+from airflow_client.client.api.pool_api import PoolApi
+from airflow_client.client.api.task_instance_api import TaskInstanceApi
+
+from hms_management.client import AirflowClient
 from hms_management.domain.proposal import DAG_ID, run_id_for
 
 
 class StackProbe(AirflowClient):
     def task_instances(self, proposal_id: str) -> dict[str, dict[str, Any]]:
-        response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id_for(proposal_id)}/taskInstances")
-        if response.status_code != 200:
-            raise ApiError(response.status_code, response_body(response))
-        return {ti["task_id"]: ti for ti in response.json()["task_instances"]}
+        """The proposal run's task instances by task id, as the REST API shows them (JSON values)."""
+        page = self.call(TaskInstanceApi(self.api).get_task_instances, DAG_ID, run_id_for(proposal_id))
+        return {ti.task_id: ti.model_dump(mode="json", by_alias=True) for ti in page.task_instances}
 
     def count_runs(self, *, states: tuple[str, ...] = ()) -> int:
         """How many proposal runs exist (in any of `states`, when given)."""
-        params: dict[str, Any] = {"limit": 1}
-        if states:
-            params["state"] = list(states)
-        response = self.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params=params)
-        return response.json()["total_entries"]
+        return self.call(self.dag_runs.get_dag_runs, DAG_ID, limit=1, state=list(states) or None).total_entries
 
     def pool(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/api/v2/pools/{name}").json()
+        return self.call(PoolApi(self.api).get_pool, name).model_dump(mode="json", by_alias=True)

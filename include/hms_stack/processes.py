@@ -128,14 +128,14 @@ def belongs(pid: int, state: Path, component: str) -> bool:
     return environ.get(STATE_MARK) == str(state) and environ.get(COMPONENT_MARK) == component
 
 
-def end(procs: Iterable[psutil.Process], grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM every process, SIGKILL those still there after `grace` seconds (idle LocalExecutor
+def end(procs: Iterable[psutil.Process]) -> None:
+    """SIGTERM every process, SIGKILL those still there after STOP_GRACE_SECONDS (idle LocalExecutor
     workers at once); returns when all have exited."""
     alive = list(procs)
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             proc.terminate()
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
     while alive and time.monotonic() < deadline:
         alive = _still_running(alive)
         for proc in alive:

@@ -38,6 +38,10 @@ def load_or_create(state: Path) -> dict[str, Any]:
         missing = [user for user in USERS if user not in kept["passwords"]]
         if missing:  # a state folder from before a user was added: give the new user a password
             kept["passwords"].update({user: secrets.token_urlsafe(12) for user in missing})
+        token_missing = "metrics_token" not in kept  # a state folder from before the metrics
+        if token_missing:
+            kept["metrics_token"] = secrets.token_urlsafe(32)
+        if missing or token_missing:
             write_private(path, kept)
         return kept
     generated = {
@@ -46,15 +50,31 @@ def load_or_create(state: Path) -> dict[str, Any]:
         "api_secret_key": secrets.token_urlsafe(48),
         "hms_jwt_secret": secrets.token_urlsafe(48),
         "passwords": {user: secrets.token_urlsafe(12) for user in USERS},
+        # The scraper's token for GET /management/metrics (Prometheus reads it from metrics_token).
+        "metrics_token": secrets.token_urlsafe(32),
     }
     write_private(path, generated)
     return generated
 
 
 def write_user_files(state: Path, secret: dict[str, Any], hms_token: str) -> None:
-    """The passwords file Airflow reads, and credentials.json for the person at the keyboard."""
+    """The passwords file Airflow reads, credentials.json for the person at the keyboard, and the
+    metrics token file that the api-server checks scrapes against and Prometheus sends."""
     write_private(state / "passwords.json", secret["passwords"])
     write_private(state / "credentials.json", {"airflow": secret["passwords"], "hms_token": hms_token})
+    write_text_private(metrics_token_file(state), secret["metrics_token"])
+
+
+def metrics_token_file(state: Path) -> Path:
+    """The scraper's token, alone in a file (Prometheus's `credentials_file`, docs/metrics.md)."""
+    return state / "metrics_token"
+
+
+def write_text_private(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 def hms_token(secret: dict[str, Any]) -> str:

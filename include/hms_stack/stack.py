@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 
 from hms_deploy.database import RECORDS_ENV, records_connection
 from hms_deploy.setup import DATABASE_SETUP_MODULE
+from hms_management.airflow_login import AirflowLogin
+from hms_management.domain.metrics import METRICS_TOKEN_FILE_ENV
 from hms_stack import processes, readiness, status
 from hms_stack import secrets as stack_secrets
 from hms_stack.console import StackError, describe_group, summary, tail
@@ -45,6 +46,8 @@ COMPONENTS = {
     "dag-processor": [],
     "triggerer": ["--skip-serve-logs"],
 }
+# Airflow's own metrics for Prometheus (`metrics_port`): StatsD in, /metrics out.
+AIRFLOW_METRICS = "airflow-metrics"
 # Stopped after the Airflow processes, in this order: they use the backend, Redis and the database.
 STOPPED_LAST = ("hms-backend", "redis", POSTGRES)
 
@@ -69,6 +72,9 @@ class Stack:
     # it exits once more in that window, supervise() gives up (HMS_CRASH_LOOP_RESTARTS / _SECONDS).
     crash_loop_restarts: int = 5
     crash_loop_seconds: float = 120.0
+    # Airflow's own metrics (StatsD) for Prometheus: the bridge takes StatsD on this UDP port and
+    # serves /metrics on this TCP port (hms_stack.statsd_bridge). None: Airflow sends no metrics.
+    metrics_port: int | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     # Where Airflow's processes reach the HMS backend and the api-server: this machine here; the
     # container set-up (hms_stack.distributed) names the compose services instead.
@@ -117,7 +123,8 @@ class Stack:
 
     def ports(self) -> dict[str, int]:
         """The TCP ports the stack listens on, by component."""
-        return {"api-server": self.api_port, "hms-backend": self.hms_port}
+        metrics = {AIRFLOW_METRICS: self.metrics_port} if self.metrics_port is not None else {}
+        return {"api-server": self.api_port, "hms-backend": self.hms_port, **metrics}
 
     def daemons(self) -> dict[str, processes.Daemon]:
         """Servers found by executable and working directory: they overwrite their environment.
@@ -149,8 +156,18 @@ class Stack:
             "AIRFLOW__CORE__FERNET_KEY": secret["fernet_key"],
             "AIRFLOW__API_AUTH__JWT_SECRET": secret["jwt_secret"],
             "AIRFLOW__API__SECRET_KEY": secret["api_secret_key"],
+            # The scraper's token, which GET /management/metrics compares a scrape's with.
+            METRICS_TOKEN_FILE_ENV: str(stack_secrets.metrics_token_file(self.state)),
+            **self.statsd_env(),
             **self.extra_env,
         }
+
+    def statsd_env(self) -> dict[str, str]:
+        """Airflow's metrics over StatsD to this stack's bridge (airflow.cfg [metrics] says how)."""
+        if self.metrics_port is None:
+            return {}
+        return {"AIRFLOW__METRICS__STATSD_ON": "True", "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+                "AIRFLOW__METRICS__STATSD_PORT": str(self.metrics_port)}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -225,7 +242,9 @@ class Stack:
 
     def components(self) -> dict[str, list[str]]:
         """The processes started after the set-up, in start order, with their command lines."""
-        return {name: ["airflow", name, *args] for name, args in COMPONENTS.items()}
+        bridge = ({AIRFLOW_METRICS: [sys.executable, "-m", "hms_stack.statsd_bridge", "--port", str(self.metrics_port)]}
+                  if self.metrics_port is not None else {})
+        return {**bridge, **{name: ["airflow", name, *args] for name, args in COMPONENTS.items()}}
 
     def find_processes(self) -> dict[str, list[Any]]:
         """Every live process of this folder's stack (psutil.Process), by component."""
@@ -277,11 +296,7 @@ class Stack:
     # -- the api-server --------------------------------------------------------------------------
 
     def token(self, user: str = "admin") -> str:
-        password = self.credentials()["airflow"][user]
-        request = urllib.request.Request(
-            f"{self.api_url}/auth/token", data=json.dumps({"username": user, "password": password}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
-        return json.loads(urllib.request.urlopen(request, timeout=10).read())["access_token"]
+        return AirflowLogin(self.api_url, user, self.credentials()["airflow"][user], timeout=10).token()
 
     # -- start-up steps ------------------------------------------------------------------------
 

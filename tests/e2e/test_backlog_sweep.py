@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import urllib3
 
 from hms_management.client import AirflowClient
 from hms_management.domain.proposal import DAG_ID, run_id_for
@@ -43,7 +44,7 @@ def answer(admin: AirflowClient, path: str, **params: Any) -> dict[str, Any] | N
     dozens of runs started at once on two cores): pollers ask again rather than fail."""
     try:
         response = admin.request("GET", path, params=params)
-    except httpx.HTTPError:
+    except (urllib3.exceptions.HTTPError, httpx.TransportError):  # the client's transport, or its login's
         return None
     return response.json() if response.status_code == 200 else None
 

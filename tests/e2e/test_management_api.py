@@ -152,7 +152,7 @@ def test_list_and_counts_filter_by_submitter_and_by_text_in_the_id_or_title(mana
     by_agent = {p["id"] for p in analyst.list(submitter="agent", limit=200)["items"]}
     by_title = analyst.list(text="100%_PERMITS")["items"]  # any case; % and _ are plain characters
     by_id = {p["id"] for p in analyst.list(text=proposal_id)["items"]}
-    counted = analyst._airflow.request("GET", "/management/counts", params={"submitter": named["submitted_by"]})
+    counted = analyst.request("GET", "/management/counts", params={"submitter": named["submitted_by"]})
 
     assert [p["id"] for p in by_portal] == [named["id"]]
     assert {named["id"], unnamed["id"]} <= by_agent  # the user that submitted both
@@ -188,7 +188,7 @@ def test_the_counts_agree_with_the_lists_of_each_status(analyst, management, pro
 
 
 def test_list_refuses_a_cursor_it_did_not_hand_out(management):
-    response = management._airflow.request("GET", "/management/proposals", params={"cursor": "../../etc"})
+    response = management.request("GET", "/management/proposals", params={"cursor": "../../etc"})
     assert response.status_code == 400
 
 
@@ -275,7 +275,7 @@ def test_hostile_body_is_refused_without_a_run_or_a_backend_call(
 
 @pytest.mark.parametrize("path", ["..%2Fx", "a%2Fb", "%EF%BD%86oia", "a%00b", "x" * 65])
 def test_hostile_ids_in_the_path_are_client_errors(management, path):
-    response = management._airflow.request("GET", f"/management/proposals/{path}")
+    response = management.request("GET", f"/management/proposals/{path}")
     assert 400 <= response.status_code < 500
 
 
@@ -294,7 +294,7 @@ def test_a_wait_on_a_proposal_whose_run_is_deleted_meanwhile_ends_failed_saying_
     wait_for(lambda: management.status(proposal_id)["status"] == "awaiting_governance", 60, "never parked")
     answers: list[httpx.Response] = []
     waiter = threading.Thread(target=lambda: answers.append(
-        management._airflow.request("GET", f"/management/proposals/{proposal_id}", params={"wait": 60})))
+        management.request("GET", f"/management/proposals/{proposal_id}", params={"wait": 60})))
     waiter.start()
     time.sleep(2)  # the wait is under way (had the delete come first, the answer would be a 404 too)
 

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from hms_management.client import AirflowClient, ManagementClient
+from hms_management.client import ManagementClient
 from hms_management.domain.proposal import DAG_ID
 from hms_stack.stack import Stack
 
@@ -21,13 +21,13 @@ POLICY = "POST /svc/policy"
 
 @pytest.fixture(scope="module")
 def admin(stack: Stack):
-    client = AirflowClient(stack.api_url, "admin", stack.credentials()["airflow"]["admin"])
-    yield client
-    client.close()
+    """The /management API as an operator (role admin)."""
+    with ManagementClient(stack.api_url, "admin", stack.credentials()["airflow"]["admin"]) as client:
+        yield client
 
 
 @pytest.fixture
-def policy_budget(admin: AirflowClient):
+def policy_budget(admin: ManagementClient):
     """Set the policy service's budget for one test; the committed one comes back after it."""
     before = next(b for b in admin.request("GET", "/management/budgets").json()["budgets"] if b["service"] == "policy")
 
@@ -57,15 +57,15 @@ def policy_stats(hms: httpx.Client) -> dict:
 
 
 def test_anyone_signed_in_reads_the_budgets_and_only_an_admin_changes_one(admin, analyst, management, stack):
-    listed = analyst._airflow.request("GET", "/management/budgets")
+    listed = analyst.request("GET", "/management/budgets")
     assert listed.status_code == 200
     assert {b["service"] for b in listed.json()["budgets"]} >= {"governance", "policy", "notifications", "audit"}
 
     change = {"per_second": 7, "burst": 2}
-    assert management._airflow.request("PUT", "/management/budgets/policy", json=change).status_code == 403
-    assert analyst._airflow.request("PUT", "/management/budgets/policy", json=change).status_code == 403
+    assert management.request("PUT", "/management/budgets/policy", json=change).status_code == 403
+    assert analyst.request("PUT", "/management/budgets/policy", json=change).status_code == 403
     with ManagementClient(stack.api_url, "reviewer", stack.credentials()["airflow"]["reviewer"]) as reviewer:
-        assert reviewer._airflow.request("PUT", "/management/budgets/policy", json=change).status_code == 403
+        assert reviewer.request("PUT", "/management/budgets/policy", json=change).status_code == 403
     assert admin.request("PUT", "/management/budgets/nothing", json=change).status_code == 404
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import psutil
 
+from hms_management.airflow_login import AirflowLogin, bearer
 from hms_stack.stack import free_port
 
 START_TIMEOUT = 300.0
@@ -250,21 +251,10 @@ class Proposals:
         self.api = httpx.Client(base_url=api_url, timeout=30)
         self.hms = httpx.Client(base_url=hms_url, timeout=30,
                                 headers={"Authorization": f"Bearer {credentials['hms_token']}"})
-        self._password = credentials["airflow"]["agent"]
-        self._token: str | None = None
-
-    def _auth(self, refresh: bool = False) -> dict[str, str]:
-        if self._token is None or refresh:
-            answer = self.api.post("/auth/token", json={"username": "agent", "password": self._password})
-            answer.raise_for_status()
-            self._token = answer.json()["access_token"]
-        return {"Authorization": f"Bearer {self._token}"}
+        self._login = AirflowLogin(api_url, "agent", credentials["airflow"]["agent"], timeout=30)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        answer = self.api.request(method, path, headers=self._auth(), **kwargs)
-        if answer.status_code == 401:
-            answer = self.api.request(method, path, headers=self._auth(refresh=True), **kwargs)
-        return answer
+        return self._login.authorized(lambda token: self.api.request(method, path, headers=bearer(token), **kwargs))
 
     def submit(self, proposal_id: str) -> None:
         proposal = {"id": proposal_id, "day": "Tue", "rule": {"queue": "foia", "strategy": "oldest-first"}}
@@ -278,11 +268,12 @@ class Proposals:
             return {"status": "unknown", "steps": []}
         return answer.json() if answer.status_code == 200 else {"status": "unknown", "steps": []}
 
-    def running_steps(self, proposal_ids: list[str]) -> list[str]:
-        """Steps of these proposals that a task process is running now, as Airflow says (`proposal.step`)."""
+    def steps_in(self, state: str, proposal_ids: list[str]) -> list[str]:
+        """Steps of these proposals in this task state now (running: a task process is at work on it),
+        as Airflow says (`proposal.step`)."""
         try:
             answer = self._call("GET", "/api/v2/dags/proposal_orchestration/dagRuns/~/taskInstances",
-                                params={"state": "running", "limit": 100})
+                                params={"state": state, "limit": 100})
         except httpx.TransportError:  # the api-server is being restarted
             return []
         runs = {f"proposal__{pid}": pid for pid in proposal_ids}

@@ -59,7 +59,7 @@ def test_a_killed_celery_worker_is_restarted_and_its_pool_is_not_left(launcher, 
     ids = proposal_ids("worker-killed", 6)
     for proposal_id in ids:
         proposals.submit(proposal_id)
-    wait_for(lambda: proposals.running_steps(ids), 120, "no step of the proposals was running")
+    wait_for(lambda: proposals.steps_in("running", ids), 120, "no step of the proposals was running")
     old_pid = launcher.pid("worker-1")
     old = stack_processes(launcher.state)["worker-1"]
     before = count(stack_processes(launcher.state))

@@ -47,7 +47,7 @@ def kill_scheduler_mid_task(launcher: Launcher, prefix: str) -> dict[str, int]:
         ids = proposal_ids(prefix, 3)
         for proposal_id in ids:
             proposals.submit(proposal_id)
-        wait_for(lambda: proposals.running_steps(ids), 120, "no step of the proposals was running")
+        wait_for(lambda: proposals.steps_in("running", ids), 120, "no step of the proposals was running")
     finally:
         proposals.close()
     before = count(stack_processes(launcher.state))

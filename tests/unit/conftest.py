@@ -2,14 +2,16 @@
 
 `hms` answers each (method, path) with what the test scripted (status, body, content type) and
 records every request it got, so a test reads exactly what an operator sent: its path, its
-headers (the Idempotency-Key, the token from the connection) and its JSON body.
+headers (the Idempotency-Key, the token from the connection) and its JSON body. `airflow_api` is the
+same kind of server standing in for Airflow's api-server, for the clients of its REST API.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,8 +51,9 @@ class ScriptedHms:
         return [r for r in self.requests if (r.method, r.path) == (method, path)]
 
 
-@pytest.fixture
-def hms(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedHms]:
+@contextmanager
+def scripted_service() -> Generator[ScriptedHms]:
+    """A real HTTP server on 127.0.0.1 that answers what the test scripts and records each request."""
     scripted: ScriptedHms
 
     class Handler(BaseHTTPRequestHandler):
@@ -69,22 +72,37 @@ def hms(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedHms]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = _serve
+        do_GET = do_POST = do_PATCH = _serve
 
         def log_message(self, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    port = server.server_address[1]
-    scripted = ScriptedHms(f"http://127.0.0.1:{port}")
+    scripted = ScriptedHms(f"http://127.0.0.1:{server.server_address[1]}")
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    for service in SERVICES:  # every HMS connection points here, with a token as its extra
-        monkeypatch.setenv(f"AIRFLOW_CONN_{service.conn_id.upper()}", json.dumps(
-            {"conn_type": "http", "host": "127.0.0.1", "port": port, "extra": {"Authorization": TOKEN}}))
-    yield scripted
-    server.shutdown()
-    server.server_close()
+    try:
+        yield scripted
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def hms(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedHms]:
+    with scripted_service() as scripted:
+        port = urlsplit(scripted.url).port
+        for service in SERVICES:  # every HMS connection points here, with a token as its extra
+            monkeypatch.setenv(f"AIRFLOW_CONN_{service.conn_id.upper()}", json.dumps(
+                {"conn_type": "http", "host": "127.0.0.1", "port": port, "extra": {"Authorization": TOKEN}}))
+        yield scripted
+
+
+@pytest.fixture
+def airflow_api() -> Iterator[ScriptedHms]:
+    """A stand-in for Airflow's api-server (its REST API and `POST /auth/token`), scripted the same way."""
+    with scripted_service() as scripted:
+        yield scripted
 
 
 class FakeTaskInstance:

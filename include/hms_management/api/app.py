@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
 
-from hms_management.api import desk
+from hms_management.api import desk, metrics
 from hms_management.api import proposals as proposal_runs
 from hms_management.api.admission import MAX_BODY_BYTES, is_json, read_body, refusal
 from hms_management.api.auth import is_admin, may, user_of
@@ -177,6 +177,7 @@ app = FastAPI(
 add_docs(app, title="HMS Management API")
 # The analysts' desk (pages of the Airflow UI, in its iframes) and its stylesheet, script and icons.
 app.include_router(desk.router)
+app.include_router(metrics.router)  # GET /management/metrics, for Prometheus
 app.mount("/desk/static", StaticFiles(packages=[("hms_management.api", "static")]), name="desk-static")
 
 

@@ -6,7 +6,7 @@ blocking; async callers run it in a thread.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.exceptions import DagRunAlreadyExists
@@ -74,8 +74,3 @@ def ui_link(run_id: str) -> str:
 def review_deadline_passed(record: ProposalRecord, *, now: datetime) -> bool:
     deadline = (record.decision or {}).get("deadline")
     return bool(deadline) and datetime.fromisoformat(deadline) <= now
-
-
-def waited(record: ProposalRecord, *, now: datetime) -> timedelta | None:
-    created = (record.decision or {}).get("created_at")
-    return now - datetime.fromisoformat(created) if created else None

@@ -2,8 +2,9 @@
 
 Tasks cannot touch the metadata database in Airflow 3; the backlog sweep and the review watcher
 start, read and resume proposal runs through the REST API instead, as the Management Layer's own
-user (connection `airflow_api`, role `user`). A trigger through the API passes the same admission
-check as an agent's, so a run the sweep starts is exactly a run an agent would have started.
+user (connection `airflow_api`, role `user`, logged in by `hms_management.airflow_login`). A trigger
+through the API passes the same admission check as an agent's, so a run the sweep starts is exactly
+a run an agent would have started.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-import requests
 from airflow_client.client import ApiClient, Configuration
 from airflow_client.client.api.dag_run_api import DagRunApi
 from airflow_client.client.api.task_instance_api import TaskInstanceApi
-from airflow_client.client.api.x_com_api import XComApi
 from airflow_client.client.exceptions import ApiException
 from airflow_client.client.models import (
     ClearTaskInstancesBody,
@@ -27,6 +26,7 @@ from airflow_client.client.models import (
     TriggerDAGRunPostBody,
 )
 
+from hms_management.airflow_login import AirflowLogin, ApiError, bearer
 from hms_management.domain.proposal import DAG_ID, Proposal, run_id_for
 
 # The Management Layer's user for Airflow's REST API (the sweep and the review watcher).
@@ -51,20 +51,17 @@ class AirflowApiError(Exception):
 
 class AirflowRuns:
     def __init__(self, base_url: str, username: str, password: str, *, timeout: float = TIMEOUT_SECONDS) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._credentials = {"username": username, "password": password}
+        self._login = AirflowLogin(base_url, username, password, timeout=timeout)
         self._timeout = timeout
-        self._config = Configuration(host=self.base_url)
-        self._client = ApiClient(self._config)
+        self._client = ApiClient(Configuration(host=self._login.base_url))
         self.dag_runs = DagRunApi(self._client)
         self.task_instances = TaskInstanceApi(self._client)
-        self.xcoms = XComApi(self._client)
 
     @classmethod
-    def from_connection(cls, conn_id: str = AIRFLOW_API_CONN_ID) -> AirflowRuns:
+    def from_connection(cls) -> AirflowRuns:
         from airflow.sdk import BaseHook
 
-        connection = BaseHook.get_connection(conn_id)
+        connection = BaseHook.get_connection(AIRFLOW_API_CONN_ID)
         return cls(f"{connection.schema or 'http'}://{connection.host}:{connection.port}", connection.login or "",
                    connection.password or "")
 
@@ -125,31 +122,18 @@ class AirflowRuns:
 
     # -- transport -----------------------------------------------------------------------------
 
-    def _token(self) -> str:
-        try:
-            response = requests.post(f"{self.base_url}/auth/token", json=self._credentials, timeout=self._timeout)
-        except requests.RequestException as err:
-            raise AirflowApiError(f"Airflow's REST API did not answer (log in): {type(err).__name__}: {err}") from err
-        if response.status_code != 201:
-            raise AirflowApiError(_refusal("log in", response.status_code, response.text), status=response.status_code)
-        return response.json()["access_token"]
-
     def _call(self, what: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """One API call; a token that expired is fetched again once."""
-        for attempt in (1, 2):
-            if self._config.access_token is None or attempt == 2:
-                self._config.access_token = self._token()
-            try:
-                return method(*args, **kwargs, _request_timeout=self._timeout)
-            except ApiException as err:
-                if err.status == 401 and attempt == 1:
-                    continue
-                raise AirflowApiError(_refusal(what, err.status or 0, err.body), status=err.status or 0,
-                                      detail=_detail(err.body)) from err
-            except Exception as err:  # urllib3's connection errors and timeouts
-                raise AirflowApiError(f"Airflow's REST API did not answer ({what}): {type(err).__name__}: {err}") \
-                    from err
-        raise AssertionError("unreachable")
+        """One API call as the Management Layer's user (a token that expired is fetched again once)."""
+        try:
+            return self._login.authorized(
+                lambda token: method(*args, **kwargs, _headers=bearer(token), _request_timeout=self._timeout))
+        except ApiError as err:  # the login itself was refused
+            raise AirflowApiError(_refusal("log in", err.status, err.body), status=err.status) from err
+        except ApiException as err:
+            raise AirflowApiError(_refusal(what, err.status or 0, err.body), status=err.status or 0,
+                                  detail=_detail(err.body)) from err
+        except Exception as err:  # connection errors and timeouts (urllib3's, or httpx's when logging in)
+            raise AirflowApiError(f"Airflow's REST API did not answer ({what}): {type(err).__name__}: {err}") from err
 
 
 def run_state(run: DAGRunResponse) -> str:

@@ -90,16 +90,16 @@ def _now() -> datetime:
 
 
 @hookimpl
-def on_dag_run_running(dag_run: DagRun, msg: str) -> None:
+def on_dag_run_running(dag_run: DagRun) -> None:
     if dag_run.dag_id == DAG_ID:
         follow(dag_run)
 
 
 @hookimpl
-def on_dag_run_success(dag_run: DagRun, msg: str) -> None:
+def on_dag_run_success(dag_run: DagRun) -> None:
     _ended(dag_run)
 
 
 @hookimpl
-def on_dag_run_failed(dag_run: DagRun, msg: str) -> None:
+def on_dag_run_failed(dag_run: DagRun) -> None:
     _ended(dag_run)

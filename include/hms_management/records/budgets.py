@@ -95,11 +95,6 @@ class Reservation:
     slots: list[datetime]
     now: datetime
 
-    @property
-    def wait_seconds(self) -> float:
-        """How long until the last slot (0: every call may go now)."""
-        return max((self.slots[-1] - self.now).total_seconds(), 0.0)
-
 
 def checked(per_second: Any, burst: Any) -> tuple[float, int]:
     """A budget's two numbers, or a BudgetError naming the field."""

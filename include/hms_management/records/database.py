@@ -11,7 +11,6 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
@@ -51,10 +50,6 @@ def revision(engine: Engine) -> str | None:
     """The revision the database is at (None: never migrated)."""
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
-
-
-def newest_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def url_for(*, host: str | None, port: int | None, login: str | None, password: str | None,

@@ -40,3 +40,31 @@ proposals = Table(
     Column("review_deadline", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+from sqlalchemy import Float, SmallInteger  # noqa: E402 (appended with migration 0004)
+
+# The operators' metrics (migration 0004, records.metrics): counters advanced from the records changed
+# since `metrics_cursor`, each record's items marked as counted in `metrics_marks` so that a record
+# read twice adds nothing; the index proposals_by_updated_at finds the changed records.
+metrics_tallies = Table(
+    "metrics_tallies",
+    metadata,
+    Column("tally", Text, primary_key=True),
+    Column("label", Text, primary_key=True, server_default=""),
+    Column("bucket", Text, primary_key=True, server_default=""),
+    Column("value", Float, nullable=False, server_default="0"),
+)
+metrics_marks = Table(
+    "metrics_marks",
+    metadata,
+    Column("proposal_id", Text, primary_key=True),
+    Column("item", Text, primary_key=True),
+    Column("mark", Text, nullable=False),
+)
+metrics_cursor = Table(
+    "metrics_cursor",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("advanced_at", DateTime(timezone=True)),
+)

@@ -8,10 +8,7 @@ from typing import Any
 import pytest
 
 from hms_management.domain.proposal import parse_proposal, run_id_for
-from hms_management.domain.services import BACKLOG
 from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, RECORD_AUDIT
-from hms_management.orchestration.hook import HmsHook
-from hms_management.sweep.adapters import HttpBacklog
 from hms_management.sweep.plan import (
     REDRIVE,
     REDRIVEN_ACTION,
@@ -28,7 +25,6 @@ from hms_management.sweep.plan import (
     sweep_schedule,
 )
 from hms_management.sweep.runner import redrive_failed_runs, take_backlog
-from tests.unit.conftest import TOKEN
 
 RULE = {"queue": "foia"}
 
@@ -395,31 +391,6 @@ def test_summary_of_a_failed_part_says_incomplete_and_why():
                                 REDRIVE: "did not finish (see its log)"}
     assert summary.headline.startswith("Sweep INCOMPLETE: ")
     assert "FAILED start_queued_proposals: the HMS backlog service is unavailable" in summary.headline
-
-
-# -- the backlog service over the HMS transport -----------------------------------------------------
-
-
-def test_backlog_answering_503_is_a_sweep_error_that_names_the_service(hms):
-    hms.answer("GET", "/backlog/proposals", 503, {"error": "injected fault"})
-
-    with pytest.raises(SweepError, match=r"HMS backlog service is unavailable: GET /backlog/proposals answered 503"):
-        HttpBacklog(HmsHook(BACKLOG)).pending(limit=10)
-
-
-def test_backlog_marks_address_an_id_as_one_path_segment_and_redact_credentials(hms):
-    # On the wire: a slash stays encoded, so "../x" is one segment (requests sends %2E as ".").
-    hms.answer("POST", "/backlog/proposals/p-1.2/taken", 200, {"status": "taken"})
-    hms.answer("POST", "/backlog/proposals/..%2Fx/rejected", 200, {"status": "rejected"})
-    backlog = HttpBacklog(HmsHook(BACKLOG))
-
-    assert backlog.mark_taken("p-1.2", "proposal__p-1.2") == "taken"
-    assert backlog.mark_rejected("../x", "invalid", redact=["metadata.token"]) == "rejected"
-
-    taken, rejected = hms.requests  # never /backlog/x/rejected
-    assert taken.body == {"run_id": "proposal__p-1.2"}
-    assert rejected.body == {"reason": "invalid", "redact": ["metadata.token"]}
-    assert rejected.headers["Authorization"] == TOKEN
 
 
 # -- nothing silently dropped, nothing kept that must not be --------------------------------------
