@@ -111,7 +111,8 @@ def run_product(sizes: Sizes, results: dict[str, Any], env: dict[str, str], only
                 attempt(latency, "direct", lambda: scenarios.direct(stack.hms_url, hms_token, sizes.latency, progress))
                 for key, dag_id in (("orchestration", DAG_ID), ("floor", FLOOR_DAG_ID)):
                     progress(f"latency: {dag_id}, {sizes.latency} proposals one after another")
-                    attempt(latency, key, lambda d=dag_id: scenarios.latency(client, d, sizes.latency, progress))
+                    attempt(latency, key, lambda d=dag_id: scenarios.latency(
+                        client, d, sizes.latency, progress, api_log=stack.log_dir / "api-server.log"))
             if "burst" in only:
                 progress(f"burst: {sizes.burst} proposals at once")
                 attempt(burst, "orchestration", lambda: scenarios.burst(stack, client, DAG_ID, sizes.burst,
@@ -228,7 +229,17 @@ BEFORE = {
     "hms_per_s": "≈ 17/s (computed)",
     "extra_mem": "204 MB",
     "slots": "0",
+    "execution_api": "≈ 25 (read in the Task SDK, 2026-12-04)",
+    "idle_cpu": "31 CPU-s/min (2026-12-04)",
 }
+
+
+def idle_per_minute(parked: dict[str, Any]) -> float | None:
+    """The quiet spell's CPU-seconds, all components, per minute."""
+    split, seconds = parked.get("idle_cpu_s_by_component"), parked.get("idle_seconds")
+    if not isinstance(split, dict) or not seconds:
+        return None
+    return sum(value for value in split.values() if isinstance(value, int | float)) * 60 / seconds
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -270,6 +281,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("extra memory of parked proposals", "≤ 100 MB", "extra_mem", get(park, "extra_mem_mb"),
          lambda v: v <= 100, "{:.0f} MB"),
         ("worker slots held by parked proposals", "0", "slots", get(park, "slots_held"), lambda v: v == 0, "{:.0f}"),
+        ("Execution-API calls per approved proposal", "≤ 16", "execution_api",
+         get(lat, "orchestration", "execution_api", "calls_per_proposal"), lambda v: v <= 16, "{:.1f}"),
+        (f"idle stack with {n_parked} parked (quiet spell, all components)", "≤ 3 CPU-s/min", "idle_cpu",
+         idle_per_minute(park), lambda v: v <= 3, "{:.2f} CPU-s/min"),
     ]
     return [{"name": name, "goal": goal, "before": BEFORE[before],
              "measured": fmt.format(value) if value is not None else None,

@@ -9,6 +9,7 @@ Requests to the HMS services are counted by the backend as it receives them (`GE
 
 from __future__ import annotations
 
+import re
 import statistics
 import threading
 import time
@@ -177,6 +178,45 @@ class HmsCalls:
     def as_dict(self) -> dict[str, Any]:
         return {"seconds": round(self.seconds, 1), "calls": sum(self.by_route.values()), "per_s": self.per_s(),
                 "by_route": self.by_route}
+
+
+# Task processes talk to the api-server's Execution API; its access log names each request.
+_EXECUTION_ACCESS = re.compile(r"http\.access.* method=(\S+) path=/execution/(\S+)")
+_ROUTE_PARTS = ((re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "{id}"),
+                (re.compile(r"^connections/[^/?\s]+"), "connections/{conn_id}"),
+                (re.compile(r"^dag-runs/[^/]+/[^/?\s]+"), "dag-runs/{dag_id}/{run_id}"))
+
+
+@dataclass
+class ExecutionApiCalls:
+    """Execution-API requests the api-server served between start() and stop(), by route, read
+    from its own access log (the log file the stack writes, `http.access` lines)."""
+
+    log: Path
+    by_route: dict[str, int] = field(default_factory=dict)
+
+    def start(self) -> ExecutionApiCalls:
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
+        return self
+
+    def stop(self) -> ExecutionApiCalls:
+        with self.log.open(encoding="utf-8", errors="replace") as log:
+            log.seek(self._offset)
+            counted: dict[str, int] = {}
+            for line in log:
+                if found := _EXECUTION_ACCESS.search(line):
+                    path = found.group(2)
+                    for pattern, name in _ROUTE_PARTS:
+                        path = pattern.sub(name, path)
+                    route = f"{found.group(1)} /execution/{path}"
+                    counted[route] = counted.get(route, 0) + 1
+        self.by_route = dict(sorted(counted.items(), key=lambda item: -item[1]))
+        return self
+
+    def per(self, n: int) -> dict[str, Any]:
+        """Calls per proposal, in all and by route, for n proposals."""
+        return {"calls_per_proposal": round(sum(self.by_route.values()) / n, 2) if n else None,
+                "by_route_per_proposal": {route: round(calls / n, 2) for route, calls in self.by_route.items()}}
 
 
 # -- the stack's processes ------------------------------------------------------------------------

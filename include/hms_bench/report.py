@@ -128,10 +128,17 @@ def _latency(scenario: dict[str, Any]) -> str:
                 _show(variant.get("p50"), _seconds),
                 _show(variant.get("p95"), _seconds),
                 _show(variant.get("mean"), _seconds),
+                _show((variant.get("execution_api") or {}).get("calls_per_proposal"), _count),
             ]
         )
-    table = _table(["variant", "DAG", "runs", "p50", "p95", "mean"], rows)
-    return f"n = {scenario.get('n', MISSING)} per variant.\n\n{table}\n\n![Latency per variant]({LATENCY_PNG})"
+    table = _table(["variant", "DAG", "runs", "p50", "p95", "mean", "Execution-API calls per proposal"], rows)
+    routes = [[route, _show(calls, _count)] for name, variant in _variants(scenario, LATENCY_VARIANTS)
+              if name == "orchestration" and variant
+              for route, calls in ((variant.get("execution_api") or {}).get("by_route_per_proposal") or {}).items()]
+    by_route = ("\n\nThe orchestration's Execution-API calls per proposal by route, from the api-server's "
+                f"access log:\n\n{_table(['route', 'calls per proposal'], routes)}" if routes else "")
+    return (f"n = {scenario.get('n', MISSING)} per variant.\n\n{table}{by_route}\n\n"
+            f"![Latency per variant]({LATENCY_PNG})")
 
 
 BURST_HEADER = ["wall time", "per minute", "first completion", "latency p50", "latency p95", "CPU per proposal",

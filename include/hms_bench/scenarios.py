@@ -10,6 +10,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -65,19 +66,25 @@ def run_id(dag_id: str, proposal_id: str) -> str:
 
 # -- latency ----------------------------------------------------------------------------------------
 
-def latency(client: AirflowClient, dag_id: str, n: int, progress=print) -> dict[str, Any]:
-    """n proposals one after another; trigger → terminal from each run's queued_at and end_date."""
+def latency(client: AirflowClient, dag_id: str, n: int, progress=print, *, api_log: Path | None = None
+            ) -> dict[str, Any]:
+    """n proposals one after another; trigger → terminal from each run's queued_at and end_date.
+    With the api-server's log: the Execution-API calls each proposal made, by route."""
     mark = tag(f"latency-{dag_id}")
+    calls = measure.ExecutionApiCalls(api_log).start() if api_log else None
     for i in range(n):
         proposal_id = f"{mark}-{i:03d}"
         measure.run_to_end(client, dag_id, run_id(dag_id, proposal_id), proposal(proposal_id), poll=0.1)
+    time.sleep(1.0 if calls else 0)  # the last task's last report reaches the log
+    execution_api = calls.stop().per(n) if calls else {}
     records = measure.runs(client, dag_id, mark)
     failed = [r["dag_run_id"] for r in records if r["state"] != "success"]
     if failed:
         raise RuntimeError(f"{len(failed)} {dag_id} runs did not succeed: {failed[:3]}")
     durations = [measure.seconds_between(r["queued_at"], r["end_date"]) for r in records]
-    progress(f"    p50 {measure.summary(durations)['p50']:.2f} s over {n}")
-    return {"label": dag_id, **measure.summary(durations)}
+    progress(f"    p50 {measure.summary(durations)['p50']:.2f} s over {n}"
+             + (f"; Execution-API calls per proposal {execution_api['calls_per_proposal']}" if execution_api else ""))
+    return {"label": dag_id, **measure.summary(durations), **({"execution_api": execution_api} if calls else {})}
 
 
 def direct(hms_url: str, hms_token: str, n: int, progress=print) -> dict[str, Any]:
@@ -239,7 +246,7 @@ def parked(stack: Stack, client: StackProbe, sizes: Sizes, reference: dict[str, 
             "parking_cpu_s_per_proposal": round(resources.cpu_s / len(ids), 3),
             "parking_cpu_s_by_component": resources.cpu_split,
             "hms_per_s_idle": quiet.per_s(), "hms_calls_idle": quiet.as_dict(),
-            "idle_cpu_s_by_component": quiet_cpu.cpu_split,
+            "idle_cpu_s_by_component": quiet_cpu.cpu_split, "idle_seconds": round(quiet.seconds, 1),
             "hms_per_s_beside": beside.per_s(), "feed_per_s_beside": beside.per_s(f"GET {DECISION_FEED}"),
             "hms_calls_beside": beside.as_dict(),
             "per_min": ordinary["per_min"], "first_completion_s": ordinary["first_completion_s"],

@@ -248,3 +248,42 @@ def test_the_command_line_renders_again_next_to_the_json(tmp_path, capsys):
     for name in (RESULTS_MD, LATENCY_PNG, BURST_PNG, MAX_RUNNING_PNG):
         assert (results_json.parent / name).exists()
     assert RESULTS_MD in capsys.readouterr().out
+
+
+ACCESS_LOG = """\
+2026-12-04T14:55:20.618196Z [info ] request finished [http.access] client_addr=127.0.0.1:51794 duration_us=11444 \
+method=PATCH path=/execution/task-instances/01a2418d-76c9-7c90-8a74-526b471b2c78/run query= status_code=200
+2026-12-04T14:55:20.626507Z [info ] request finished [http.access] client_addr=127.0.0.1:51794 duration_us=4657 \
+method=PUT path=/execution/task-instances/01a2418d-76c9-7c90-8a74-526b471b2c78/heartbeat query= status_code=204
+2026-12-04T14:55:20.630000Z [info ] request finished [http.access] client_addr=127.0.0.1:51794 duration_us=4657 \
+method=GET path=/execution/connections/hms_policy query= status_code=200
+2026-12-04T14:55:20.640000Z [info ] request finished [http.access] client_addr=127.0.0.1:51795 duration_us=900 \
+method=GET path=/api/v2/dags query= status_code=200
+2026-12-04T14:55:21.618196Z [info ] request finished [http.access] client_addr=127.0.0.1:51794 duration_us=11444 \
+method=PATCH path=/execution/task-instances/01a2418d-76ca-7c90-8a74-526b471b2c78/run query= status_code=200
+"""
+
+
+def test_execution_api_calls_are_counted_by_route_from_the_api_servers_access_log_since_start(tmp_path):
+    from hms_bench.measure import ExecutionApiCalls
+
+    log = tmp_path / "api-server.log"
+    log.write_text("method=PATCH path=/execution/task-instances/x/run before the start\n")
+    calls = ExecutionApiCalls(log).start()
+    with log.open("a") as more:
+        more.write(ACCESS_LOG)
+    counted = calls.stop()
+    assert counted.by_route == {"PATCH /execution/task-instances/{id}/run": 2,
+                                "PUT /execution/task-instances/{id}/heartbeat": 1,
+                                "GET /execution/connections/{conn_id}": 1}
+    assert counted.per(2)["calls_per_proposal"] == 2.0
+
+
+def test_the_latency_section_lists_execution_api_calls_per_proposal_by_route():
+    results = full_results()
+    results["scenarios"]["latency"]["variants"]["orchestration"]["execution_api"] = {
+        "calls_per_proposal": 15.0, "by_route_per_proposal": {"PATCH /execution/task-instances/{id}/run": 4.0}}
+    report = markdown(results)
+    assert row(report, "orchestration").endswith("| 15.0 |")
+    route = "PATCH /execution/task-instances/{id}/run"
+    assert row(report, route) == f"| {route} | 4.0 |"

@@ -58,7 +58,7 @@ def test_a_killed_scheduler_is_restarted_with_one_set_of_workers_and_proposals_c
     ids = proposal_ids("scheduler-killed", 4)
     for proposal_id in ids:
         proposals.submit(proposal_id)
-    wait_for(lambda: proposals.running_steps(ids), 120, "no step of the proposals was running")
+    wait_for(lambda: proposals.steps_in("running", ids), 120, "no step of the proposals was running")
     old_pid = launcher.pid("scheduler")
     (workers,) = local_worker_sets(launcher.state).values()  # one set, [core] parallelism strong
     old = stack_processes(launcher.state)["scheduler"]
@@ -89,9 +89,14 @@ def test_a_task_the_killed_scheduler_had_queued_is_started_by_the_new_one(launch
     workers = [proc for proc in stack_processes(launcher.state)["scheduler"] if proc.ppid() == old_pid]
     for worker in workers:
         worker.suspend()
-    proposals.submit(proposal_id)
-    queued = wait_for(lambda: [step["task_id"] for step in proposals.status(proposal_id).get("steps", [])
-                               if step.get("state") == "queued"], 120, "no step of the proposal was queued")
+    try:
+        proposals.submit(proposal_id)
+        queued = wait_for(lambda: proposals.steps_in("queued", [proposal_id]), 120,
+                          "no step of the proposal was queued")
+    except BaseException:  # leave no stopped workers behind for the tests that follow
+        for worker in workers:
+            worker.resume()
+        raise
 
     os.kill(old_pid, signal.SIGKILL)
     restarted(launcher, "scheduler", old_pid)

@@ -43,6 +43,12 @@ class Settings:
     # triggerer, holding no worker slot and no pool slot), and how long it waits before it fails.
     suspension_poll_seconds: float = 2.0
     suspension_wait_seconds: float = 86400.0
+    # An idle scheduler (nothing queued or at work) waits up to this long for a sign of new work (a
+    # proposal admitted, a run resumed) before it loops again: an idle stack rests instead of
+    # querying its database twenty times a second. Work that sends no sign (a reviewed or rescheduled
+    # step, a run triggered in the UI) starts up to this much later. 0: loop as Airflow does
+    # (docs/performance.md, "An idle stack").
+    scheduler_rest_seconds: float = 2.0
     # Most /management requests doing database work at once in each api-server process; more wait
     # their turn (awaiting, holding no thread). The Airflow UI is served by the same processes: a
     # crowd of agents queues here instead of taking the UI's turns at the CPU.

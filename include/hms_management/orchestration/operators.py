@@ -80,11 +80,14 @@ from hms_management.orchestration.triggers import SuspensionLiftedTrigger
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-RETRY_SETTINGS = {
+STEP_SETTINGS = {
     "retries": RETRIES,
     "retry_delay": RETRY_DELAY,
     "retry_exponential_backoff": RETRY_BACKOFF,
     "max_retry_delay": MAX_RETRY_DELAY,
+    # What a step came to is in the proposal's record (the desk, /management and the audit step read
+    # it there); an XCom of it would cost every step one more round trip to the api-server.
+    "do_xcom_push": False,
 }
 
 
@@ -108,7 +111,7 @@ class HmsStepOperator(BaseOperator):
     guarded = True
 
     def __init__(self, *, service: Service, **kwargs: Any) -> None:
-        super().__init__(pool=service.pool, **{**RETRY_SETTINGS, **kwargs})
+        super().__init__(pool=service.pool, **{**STEP_SETTINGS, **kwargs})
         self.service = service
         self.requests: list[dict[str, Any]] | None = None
 
@@ -350,7 +353,7 @@ class GovernanceGateOperator(BaseOperator, SkipMixin):
     ui_color = "#e1bee7"
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(pool=GOVERNANCE.pool, **{**RETRY_SETTINGS, **kwargs})
+        super().__init__(pool=GOVERNANCE.pool, **{**STEP_SETTINGS, **kwargs})
 
     def execute(self, context: Context) -> dict[str, Any]:
         progress = Progress(context)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, or_, select, update
+from sqlalchemy import Engine, Select, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
@@ -27,6 +27,9 @@ from hms_management.records.schema import proposals
 # what was there.
 FACTS = ("run_state", "decision", "outcome", "steps", "checks", "queued_at", "started_at", "ended_at")
 CURSOR_KIND = "rec"
+# The channel a proposal's admission and a run queued again notify: an idle scheduler rests until
+# it hears it (orchestration.executor).
+NEW_WORK = "hms_new_work"
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ class Records:
                                   .on_conflict_do_nothing(index_elements=["id"])
                                   .returning(*proposals.c)).mappings().first()
             if inserted is not None:
+                db.execute(text(f"NOTIFY {NEW_WORK}"))  # sent at commit
                 return ProposalRecord.from_row(inserted), True
             return ProposalRecord.from_row(_locked(db, admission.proposal_id, lock=False)), False
 
@@ -204,6 +208,8 @@ class Records:
                        "updated_at": _now()}
             changed = db.execute(update(proposals).where(proposals.c.id == proposal_id).values(**values)
                                  .returning(*proposals.c)).mappings().one()
+            if facts.get("run_state") == QUEUED:  # resumed or re-driven: its run waits for a scheduler
+                db.execute(text(f"NOTIFY {NEW_WORK}"))
             return ProposalRecord.from_row(changed)
 
     # -- reads -----------------------------------------------------------------------------------

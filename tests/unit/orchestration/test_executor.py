@@ -29,11 +29,15 @@ def test_preload_parses_every_dag_and_leaves_their_imports_loaded(tmp_path):
     assert (dags, loaded) == (str(len(list((ROOT / "dags").glob("*.py")))), "True")
 
 
-def test_a_broken_dag_folder_does_not_stop_the_scheduler(tmp_path, monkeypatch):
+def test_a_broken_dag_folder_does_not_stop_the_scheduler_and_the_secrets_cache_starts_before_the_workers(
+        tmp_path, monkeypatch):
+    from airflow.sdk.execution_time.cache import SecretCache
+
     from hms_management.orchestration import executor
 
     monkeypatch.setattr(executor, "preload_task_imports", lambda: 1 / 0)
     started = []
-    monkeypatch.setattr(executor.LocalExecutor, "start", lambda self: started.append(True))
+    monkeypatch.setattr(SecretCache, "init", classmethod(lambda cls: started.append("secrets cache")))
+    monkeypatch.setattr(executor.LocalExecutor, "start", lambda self: started.append("workers"))
     executor.WarmLocalExecutor(parallelism=1).start()
-    assert started == [True]
+    assert started == ["secrets cache", "workers"]
