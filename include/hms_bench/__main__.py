@@ -207,8 +207,9 @@ def meta(quick: bool, sizes: Sizes) -> dict[str, Any]:
     }
 
 
-# The previous design's figures, as README "The latest run" recorded them. Re-running that design
-# is not cheap, so they stand beside the new figures as the "before" column.
+# The previous design's figures, as the README's "The latest run" recorded them then (that section
+# is docs/performance.md now). Re-running that design is not cheap, so they stand beside the new
+# figures as the "before" column.
 BEFORE_SOURCE = ("the previous design (proposals in review kept their runs running, one trigger each; no bound "
                  "on running runs), as README \"The latest run\" recorded it: `make bench` of commit bbc421f, "
                  "2026-11-27 13:45 UTC, and latency and burst re-run alone at 14:31 UTC on 738cf11 plus the change "

@@ -36,7 +36,7 @@ class Sizes:
     latency: int = 30
     burst: int = 500
     # The naive baseline runs ~40 proposals a minute here: 500 would take the whole benchmark's
-    # 20-minute budget on their own. Its rate is measured on 100 (README "Performance").
+    # 20-minute budget on their own. Its rate is measured on 100 (docs/performance.md).
     naive_burst: int = 100
     # The high-priority proposal goes into a burst of `burst` once this many of it have ended.
     priority_after: int = 50

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hms_backend.auth import mint_token
-from hms_deploy.setup import DATABASE_SETUP_MODULE, USERS, connections, write_private
+from hms_deploy.setup import DATABASE_SETUP_MODULE, connections, users, write_private
 from hms_management.orchestration.airflow_api import AUTOMATION_USER
 
 SECRET_ENV = "HMS_JWT_SECRET"
@@ -42,10 +42,10 @@ class ContainerSetup:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     def passwords(self) -> dict[str, str]:
-        missing = [name for name in (SECRET_ENV, *map(password_env, USERS)) if not self.environ.get(name)]
+        missing = [name for name in (SECRET_ENV, *map(password_env, users())) if not self.environ.get(name)]
         if missing:
             raise SystemExit(f"set {', '.join(missing)} in the env file (see .env.example)")
-        return {user: self.environ[password_env(user)] for user in USERS}
+        return {user: self.environ[password_env(user)] for user in users()}
 
     def write_users(self) -> Path:
         return write_private(self.users_dir / PASSWORDS_FILE, self.passwords())

@@ -14,10 +14,19 @@ from hms_management.orchestration.airflow_api import AIRFLOW_API_CONN_ID, AUTOMA
 # Migrates the metadata database, makes the Management Layer's indexes, imports pools and connections.
 DATABASE_SETUP_MODULE = "hms_deploy.database"
 
-# Airflow user → role (SimpleAuthManager; airflow.cfg's simple_auth_manager_users says the same).
-# reviewer decides reviews ([hms_management] reviewers); backlog_sweeper is the Management Layer's
-# own user: the backlog sweep and the review watcher call Airflow's REST API as it.
-USERS = {"admin": "admin", "agent": "user", "analyst": "viewer", "reviewer": "user", AUTOMATION_USER: "user"}
+
+def users() -> dict[str, str]:
+    """Airflow user → role: the one list, airflow.cfg's `[core] simple_auth_manager_users`
+    (SimpleAuthManager's); the set-up makes a password for each. reviewer decides reviews
+    ([hms_management] reviewers); backlog_sweeper is the Management Layer's own user."""
+    from airflow.configuration import conf
+
+    listed = conf.get("core", "simple_auth_manager_users", fallback="")
+    found = dict(entry.strip().split(":", 1) for entry in listed.split(",") if ":" in entry)
+    if AUTOMATION_USER not in found:  # the sweep and the review watcher could not log in
+        raise ValueError(f"airflow.cfg [core] simple_auth_manager_users lacks {AUTOMATION_USER}, "
+                         "the user the backlog sweep and the review watcher call Airflow's REST API as")
+    return found
 
 
 def connections(*, hms_host: str, hms_port: int, hms_token: str, api_host: str, api_port: int,

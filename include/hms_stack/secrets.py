@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from hms_deploy.setup import USERS, connections, write_private
+from hms_deploy.setup import connections, users, write_private
 from hms_management.orchestration.airflow_api import AUTOMATION_USER
 from hms_stack.console import StackError
 
@@ -35,7 +35,7 @@ def load_or_create(state: Path) -> dict[str, Any]:
     path = state / "secrets.json"
     if path.exists():
         kept = json.loads(path.read_text())
-        missing = [user for user in USERS if user not in kept["passwords"]]
+        missing = [user for user in users() if user not in kept["passwords"]]
         if missing:  # a state folder from before a user was added: give the new user a password
             kept["passwords"].update({user: secrets.token_urlsafe(12) for user in missing})
         token_missing = "metrics_token" not in kept  # a state folder from before the metrics
@@ -49,7 +49,7 @@ def load_or_create(state: Path) -> dict[str, Any]:
         "jwt_secret": secrets.token_urlsafe(48),
         "api_secret_key": secrets.token_urlsafe(48),
         "hms_jwt_secret": secrets.token_urlsafe(48),
-        "passwords": {user: secrets.token_urlsafe(12) for user in USERS},
+        "passwords": {user: secrets.token_urlsafe(12) for user in users()},
         # The scraper's token for GET /management/metrics (Prometheus reads it from metrics_token).
         "metrics_token": secrets.token_urlsafe(32),
     }

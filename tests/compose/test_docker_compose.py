@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from hms_deploy.container import SECRET_ENV, password_env
-from hms_deploy.setup import USERS
+from hms_deploy.setup import users
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -165,7 +165,7 @@ def test_secrets_come_only_from_the_env_file(services):
 def test_the_env_example_has_names_only_and_every_name_the_deployment_needs(rendered, services):
     lines = [line for line in ENV_EXAMPLE.read_text().splitlines() if line.strip() and not line.startswith("#")]
     required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_FILE.read_text()))
-    init_needs = {SECRET_ENV, *(password_env(user) for user in USERS)}
+    init_needs = {SECRET_ENV, *(password_env(user) for user in users())}
     compose_secrets = {secret["environment"] for secret in rendered["secrets"].values()}
 
     assert [line for line in lines if not line.endswith("=")] == []  # placeholders, never values

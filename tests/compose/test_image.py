@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hms_deploy.container import SECRET_ENV, ContainerSetup, password_env
-from hms_deploy.setup import USERS
+from hms_deploy.setup import users
 from hms_management.domain.services import SERVICES
 from hms_management.orchestration.airflow_api import AIRFLOW_API_CONN_ID, AUTOMATION_USER
 
@@ -61,7 +61,7 @@ def test_the_image_carries_the_runtime_packages_and_no_dev_tools():
 
 @pytest.fixture
 def env() -> dict[str, str]:
-    return {SECRET_ENV: "s" * 40, **{password_env(user): f"password-of-{user}" for user in USERS}}
+    return {SECRET_ENV: "s" * 40, **{password_env(user): f"password-of-{user}" for user in users()}}
 
 
 def setup_in(folder: Path, env: dict[str, str]) -> ContainerSetup:
@@ -87,7 +87,7 @@ def test_container_setup_leaves_only_the_passwords_file_on_the_api_servers_volum
 
     assert sorted(p.name for p in (tmp_path / "users").iterdir()) == ["passwords.json"]
     written = (tmp_path / "users" / "passwords.json").read_text()
-    assert json.loads(written) == {user: f"password-of-{user}" for user in USERS}
+    assert json.loads(written) == {user: f"password-of-{user}" for user in users()}
     assert env[SECRET_ENV] not in written and token not in written  # no signing secret, no HMS token
     assert (tmp_path / "users" / "passwords.json").stat().st_mode & 0o077 == 0  # readable by its owner only
 

@@ -53,8 +53,8 @@ def _user_from_token(token: str) -> Any:
     """Airflow's check, in a thread of `_token_checkers` on that thread's own event loop.
     Airflow 3.3.2's `get_user_from_token` is async but looks the token up among the revoked ones
     with a blocking query (`RevokedToken.is_revoked`): awaited on the api-server's loop, it stalls
-    every request of the process, the UI's included, for the length of that query. Under fifty
-    agents that was a quarter of the loop's time (py-spy, README "Reliability")."""
+    every request of the process, the UI's included, for the length of that query: under fifty agents,
+    a large share of the loop's time (measured with py-spy: docs/reliability.md, "Load")."""
     return _checker_thread.loop.run_until_complete(get_auth_manager().get_user_from_token(token))
 
 

@@ -4,9 +4,8 @@ The api-server's processes serve `/management` and the Airflow UI alike. On the 
 share, fifty agents polling and submitting can hold every thread, and every running thread takes
 turns at the GIL from the UI's requests. With a budget of its own (`[hms_management]
 management_concurrency`, per process), the crowd queues here, awaiting, holding no thread and at
-most that many database connections. Measured (README "Reliability"): an analyst's runs list under
-2,000 agents' requests, one process, p95 4.8 s → 2.9 s with a budget of 4; two processes, p95
-1.3 s with 4 → 0.43 and 0.61 s with 1.
+most that many database connections, and the analysts' pages keep their turn (measured:
+docs/reliability.md, "Load").
 """
 
 from __future__ import annotations

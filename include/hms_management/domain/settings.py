@@ -51,7 +51,8 @@ class Settings:
     scheduler_rest_seconds: float = 2.0
     # Most /management requests doing database work at once in each api-server process; more wait
     # their turn (awaiting, holding no thread). The Airflow UI is served by the same processes: a
-    # crowd of agents queues here instead of taking the UI's turns at the CPU.
+    # crowd of agents queues here instead of taking the UI's turns at the CPU (measured:
+    # docs/reliability.md, "Load").
     management_concurrency: int = 1
     # Most targets (policy scopes) one proposal may name; more is refused with a 400 (design.md §11).
     max_targets: int = 50
@@ -65,7 +66,8 @@ class Settings:
     # Users who may decide reviews (comma-separated Airflow user names); never a proposal's submitter.
     reviewers: str = "reviewer"
     # Most proposal runs running at once: more wait queued, in submission order (priority: high
-    # first), so a burst flows through instead of advancing together.
+    # first), so a burst flows through instead of advancing together. More buys throughput, fewer an
+    # earlier first answer (measured: docs/performance.md, `make bench-max-running`).
     max_running_proposals: int = 24
     # How often the api-server's records keeper compares the proposals' records with Airflow's runs
     # and repairs those that disagree (a write lost to a crash): a record is right again within
@@ -73,7 +75,7 @@ class Settings:
     records_repair_seconds: float = 15.0
     # Backlog sweep cadence (cron, or `none` for manual sweeps).
     backlog_sweep_schedule: str = "*/15 * * * *"
-    # Most proposals one sweep starts.
+    # Most proposals one sweep starts: bounds the burst of new runs a sweep makes.
     backlog_sweep_batch_size: int = 100
     # Most re-drives per proposal: an outage that outlasts this many sweeps is for a human.
     backlog_redrive_limit: int = 3

@@ -4,7 +4,7 @@
 The proposal workflow as a user would first write it by hand: PythonOperators calling the HMS
 services with `requests`, an HttpSensor in poke mode waiting for the governance decision, Airflow's
 default settings. No pools, no retries policy, no idempotency keys, no admission check: only the
-calls, for a fair speed comparison (see README "Performance").
+calls, for a fair speed comparison (see docs/performance.md).
 """
 
 from __future__ import annotations
