@@ -8,10 +8,11 @@ before it asks governance.
 ## Reading a run
 - **The HMS Proposals view** (*Proposals* in the navigation, and the *Proposal* tab of a run) shows
   each proposal's status in its own colour, its reason, its failed step and its review deadline.
-- **Run note** — the outcome and its reason, written when the run ends:
+- **Run note** — `Outcome: ` and the outcome with its reason, written when the run ends:
   `COMPLETED`, `DENIED` (governance said no), `REVIEW TIMED OUT` (nobody decided in time),
-  `FAILED at <step>`, or `IN REVIEW` (parked, see below). The note is for reading only: the status
-  comes from what the steps recorded, and editing a note changes nothing.
+  `REVOKED` (a reviewer revoked it), `FAILED at <step>`, or `IN REVIEW` (parked, see below). The
+  note is for reading only: the status comes from what the steps recorded, and editing a note
+  changes nothing.
 - **Green run, policy steps skipped, `record_audit` done** — governance denied the proposal or its
   review timed out. That is a business outcome, not a fault: nothing to retry.
 - **Green run, `governance_gate` done and every later step skipped, note `IN REVIEW`** — the

@@ -4,6 +4,9 @@
    proposal_orchestration and of the floor, the burst, a high-priority proposal into a burst,
    parked proposals, the sweep drain.
 2. The naive baseline's stack (Airflow's defaults, a hand-written DAG): latency and burst.
+   Capabilities, each one's price: latency and burst of proposals with several targets on the
+   project's stack, and on a fresh stack each with the governance check, then the rate budgets,
+   switched off.
 3. Only when asked (`--only max_running`, `make bench-max-running`; always in a quick run): the
    burst again on one fresh stack per value of `[hms_management] max_running_proposals`.
 Then results.json, results.md and the plots in bench-results/ (git-ignored).
@@ -42,7 +45,10 @@ NAIVE_DAG_ID = "naive_proposal"
 RESULTS = ROOT / "bench-results"
 # Generous ceilings: a scenario that needs longer is reported as failed, and the run goes on.
 TIMEOUT_S = 900.0
-SCENARIOS = ("latency", "burst", "priority", "parked", "sweep_drain", "naive", "max_running")
+SCENARIOS = ("latency", "burst", "priority", "parked", "sweep_drain", "capabilities", "naive", "max_running")
+# The capabilities switched off one at a time, each on a stack of its own (domain/settings.py).
+CAPABILITIES_OFF = {"governance_checks_off": {"AIRFLOW__HMS_MANAGEMENT__GOVERNANCE_CHECKS": "False"},
+                    "rate_budgets_off": {"AIRFLOW__HMS_MANAGEMENT__RATE_BUDGETS": "False"}}
 # max_running starts a stack per value (four bursts of 500, about 20 minutes): its own command.
 DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "max_running")
 MAX_RUNNING_ENV = "AIRFLOW__HMS_MANAGEMENT__MAX_RUNNING_PROPOSALS"
@@ -126,6 +132,11 @@ def run_product(sizes: Sizes, results: dict[str, Any], env: dict[str, str], only
                 reference = burst.get("orchestration")
                 attempt(results, "parked", lambda: scenarios.parked(stack, client, sizes, reference,
                                                                     timeout=TIMEOUT_S, progress=progress))
+            if "capabilities" in only:
+                progress(f"capabilities: {sizes.latency} proposals with 3 scopes and 4 groups one after another, "
+                         f"then {sizes.burst} at once")
+                attempt(results["capabilities"]["variants"], "several_targets",
+                        lambda: latency_and_burst(stack, client, sizes, several=True))
             if "sweep_drain" in only:
                 progress(f"sweep drain: {sizes.backlog} queued in the backlog")
                 attempt(results, "sweep_drain", lambda: scenarios.sweep_drain(client, stack.hms_url, hms_token,
@@ -158,6 +169,31 @@ def run_max_running(sizes: Sizes, results: dict[str, Any], env: dict[str, str], 
             except Exception as err:  # recorded; the next value still runs on a stack of its own
                 traceback.print_exc()
                 part[key] = {"error": f"{type(err).__name__}: {err}"}
+            finally:
+                stack.stop()
+
+
+def latency_and_burst(stack: Stack, client: StackProbe, sizes: Sizes, *, several: bool = False) -> dict[str, Any]:
+    return {"latency": scenarios.latency(client, DAG_ID, sizes.latency, progress, several=several),
+            "burst": scenarios.burst(stack, client, DAG_ID, sizes.burst, timeout=TIMEOUT_S, progress=progress,
+                                     several=several)}
+
+
+def run_capabilities_off(sizes: Sizes, results: dict[str, Any], env: dict[str, str]) -> None:
+    """Latency and burst on a fresh stack per capability switched off."""
+    part = results["capabilities"]["variants"]
+    for name, switched_off in CAPABILITIES_OFF.items():
+        with tempfile.TemporaryDirectory(prefix=f"hms-bench-{name}-") as tmp:
+            stack = product_stack(Path(tmp), {**env, **switched_off})
+            progress(f"capabilities: {name}: starting a stack …")
+            try:
+                stack.start(log=lambda m: progress(f"  {m}"))
+                client = client_of(stack)
+                scenarios.warm_up(client)
+                attempt(part, name, lambda s=stack, c=client: latency_and_burst(s, c, sizes))
+            except Exception as err:  # recorded; the next one still runs on a stack of its own
+                traceback.print_exc()
+                part[name] = {"error": f"{type(err).__name__}: {err}"}
             finally:
                 stack.stop()
 
@@ -230,9 +266,38 @@ BEFORE = {
     "hms_per_s": "≈ 17/s (computed)",
     "extra_mem": "204 MB",
     "slots": "0",
+    "check_cpu": "no check before each step",
+    "budgets_rate": "no rate budgets",
+    "several_cpu": "one target only",
     "execution_api": "≈ 25 (read in the Task SDK, 2026-12-04)",
     "idle_cpu": "31 CPU-s/min (2026-12-04)",
 }
+
+
+def _burst_figure(run: Any, key: str) -> float | None:
+    value = run.get(key) if isinstance(run, dict) else None
+    return value if isinstance(value, int | float) and value else None
+
+
+def price(burst: dict[str, Any], caps: dict[str, Any], switched_off: str, key: str) -> float | None:
+    """What the capability adds to a burst figure: all in over the stack without it, minus one."""
+    with_it, without = _burst_figure(burst.get("orchestration"), key), _burst_figure(
+        (caps.get(switched_off) or {}).get("burst"), key)
+    return with_it / without - 1 if with_it and without else None
+
+
+def kept(burst: dict[str, Any], caps: dict[str, Any], switched_off: str, key: str) -> float | None:
+    """The share of a burst figure kept with the capability: all in over the stack without it."""
+    with_it, without = _burst_figure(burst.get("orchestration"), key), _burst_figure(
+        (caps.get(switched_off) or {}).get("burst"), key)
+    return with_it / without if with_it and without else None
+
+
+def several_price(burst: dict[str, Any], caps: dict[str, Any], key: str) -> float | None:
+    """What 3 scopes and 4 groups add to a burst figure against one target, on the same stack."""
+    one, several = _burst_figure(burst.get("orchestration"), key), _burst_figure(
+        (caps.get("several_targets") or {}).get("burst"), key)
+    return several / one - 1 if one and several else None
 
 
 def idle_per_minute(parked: dict[str, Any]) -> float | None:
@@ -248,6 +313,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     beside the previous design's figure."""
     lat, bur = results["latency"]["variants"], results["burst"]["variants"]
     park, prio = results.get("parked", {}), results.get("priority", {})
+    caps = results.get("capabilities", {}).get("variants", {})
 
     def get(part: dict[str, Any], *keys: str) -> float | None:
         for key in keys:
@@ -282,6 +348,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("extra memory of parked proposals", "≤ 100 MB", "extra_mem", get(park, "extra_mem_mb"),
          lambda v: v <= 100, "{:.0f} MB"),
         ("worker slots held by parked proposals", "0", "slots", get(park, "slots_held"), lambda v: v == 0, "{:.0f}"),
+        ("governance check before every step: CPU per proposal vs switched off", "≤ +5 %", "check_cpu",
+         price(bur, caps, "governance_checks_off", "cpu_s_per_proposal"), lambda v: v <= 0.05, "{:+.1%}"),
+        ("rate budgets (not binding): burst throughput vs switched off", "≥ 95 %", "budgets_rate",
+         kept(bur, caps, "rate_budgets_off", "per_min"), lambda v: v >= 0.95, "{:.0%}"),
+        ("3 scopes × 4 groups: CPU per proposal vs one target", "≤ +10 %", "several_cpu",
+         several_price(bur, caps, "cpu_s_per_proposal"), lambda v: v <= 0.10, "{:+.1%}"),
         ("Execution-API calls per approved proposal", "≤ 16", "execution_api",
          get(lat, "orchestration", "execution_api", "calls_per_proposal"), lambda v: v <= 16, "{:.1f}"),
         (f"idle stack with {n_parked} parked (quiet spell, all components)", "≤ 3 CPU-s/min", "idle_cpu",
@@ -309,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = replace(QUICK if args.quick else Sizes(), **{k: int(v) for k, v in (o.split("=") for o in args.size)})
     results: dict[str, Any] = {"meta": meta(args.quick, sizes), "latency": {"n": sizes.latency, "variants": {}},
-                               "burst": {"n": sizes.burst, "variants": {}}}
+                               "burst": {"n": sizes.burst, "variants": {}}, "capabilities": {"variants": {}}}
     env = dict(o.split("=", 1) for o in args.env)
     results["meta"]["settings"]["orchestration"].update({f"(--env) {k}": v for k, v in env.items()})
     only = set(args.only.split(",")) if args.only else set(SCENARIOS if args.quick else DEFAULT_SCENARIOS)
@@ -320,12 +392,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if only - {"naive", "max_running"}:
             run_product(sizes, results, env, only)
+        if "capabilities" in only:
+            run_capabilities_off(sizes, results, env)
         if "naive" in only:
             run_naive(sizes, results)
         if "max_running" in only:
             run_max_running(sizes, results, env, values)
     finally:  # an interrupted benchmark still leaves what it measured
         results["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        if results["capabilities"]["variants"]:  # the reference: the same shapes, everything on
+            results["capabilities"]["variants"]["all_in"] = {
+                "latency": results["latency"]["variants"].get("orchestration"),
+                "burst": results["burst"]["variants"].get("orchestration")}
+        else:
+            del results["capabilities"]
         results = {"meta": results.pop("meta"), "targets": targets(results), "scenarios": results}
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=2))

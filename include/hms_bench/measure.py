@@ -199,13 +199,19 @@ class ExecutionApiCalls:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         return self
 
-    def stop(self) -> ExecutionApiCalls:
+    def stop(self, task_instances: set[str] | None = None) -> ExecutionApiCalls:
+        """Count what was served since start(); with `task_instances` (their ids), a request about
+        another task instance (another DAG's task meanwhile) is left out. Requests naming no task
+        instance (a connection, a variable) are counted whoever made them."""
         with self.log.open(encoding="utf-8", errors="replace") as log:
             log.seek(self._offset)
             counted: dict[str, int] = {}
             for line in log:
                 if found := _EXECUTION_ACCESS.search(line):
                     path = found.group(2)
+                    named = _ROUTE_PARTS[0][0].search(path)
+                    if task_instances is not None and named and named.group(0) not in task_instances:
+                        continue
                     for pattern, name in _ROUTE_PARTS:
                         path = pattern.sub(name, path)
                     route = f"{found.group(1)} /execution/{path}"

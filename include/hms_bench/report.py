@@ -285,12 +285,35 @@ def _facts(scenario: dict[str, Any], fields: dict[str, tuple[str, Callable[[Any]
     return _table(["measure", "value"], rows)
 
 
+CAPABILITY_VARIANTS = ("all_in", "several_targets", "governance_checks_off", "rate_budgets_off")
+CAPABILITY_LABELS = {"all_in": "all in (one target; the burst and latency above)",
+                     "several_targets": "3 scopes × 4 groups, same stack",
+                     "governance_checks_off": "no check before each step (own stack)",
+                     "rate_budgets_off": "no rate budgets (own stack)"}
+
+
+def _capabilities(scenario: dict[str, Any]) -> str:
+    rows = []
+    for name, variant in _variants(scenario, CAPABILITY_VARIANTS):
+        label = CAPABILITY_LABELS.get(name, name)
+        if problem := _absence(variant):
+            rows.append([label, problem, "", "", ""])
+            continue
+        latency, burst = variant.get("latency") or {}, variant.get("burst") or {}
+        rows.append([label, _show(latency.get("p50"), _seconds), _show(burst.get("per_min"), _rate),
+                     _show(burst.get("first_completion_s"), _seconds),
+                     _show(burst.get("cpu_s_per_proposal"), _seconds)])
+    return ("Each capability's price: the same latency and burst with it and without it, in this run.\n\n"
+            + _table(["variant", "latency p50", "burst per minute", "first completion", "CPU-s per proposal"], rows))
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "latency": ("Latency", _latency),
     "burst": ("Burst", _burst),
     "priority": ("A high-priority proposal into a burst", lambda s: _facts(s, PRIORITY_FIELDS)),
     "parked": ("Parked proposals", lambda s: _facts(s, PARKED_FIELDS)),
     "sweep_drain": ("Backlog sweep drain", lambda s: _facts(s, SWEEP_DRAIN_FIELDS)),
+    "capabilities": ("Capabilities, each one's price", _capabilities),
     "max_running": ("Running proposals at once (`max_running_proposals`)", _max_running),
 }
 

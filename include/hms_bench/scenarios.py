@@ -25,6 +25,9 @@ from hms_stack.probe import StackProbe
 from hms_stack.stack import Stack
 
 RULE = {"optimise": "FOIA backlog", "max_days": 20}
+# Several targets: the scopes and the groups (config/officer_groups.json) a proposal of that shape names.
+SCOPES = ("foia/dhs", "foia/doj", "foia/state")
+GROUPS = ("foia-officers", "privacy-office", "records-management", "permits-office")
 # Governance sends high-impact proposals to a human reviewer (include/hms_backend/governance.py).
 IN_REVIEW = {"impact": "high"}
 # Dated ahead of the queue of runs waiting to start by the admission check (domain/priority.py).
@@ -55,7 +58,13 @@ def tag(scenario: str) -> str:
     return f"bench-{scenario}-{uuid.uuid4().hex[:6]}"
 
 
-def proposal(proposal_id: str, **extra: Any) -> dict[str, Any]:
+def proposal(proposal_id: str, *, several: bool = False, **extra: Any) -> dict[str, Any]:
+    """A proposal as agents send it: one rule (the seed's shape), or `several` targets: three policy
+    scopes with a rule each and four officer groups to tell (design.md §11)."""
+    if several:
+        return {"id": proposal_id, "title": "Rebalance the FOIA queues", **extra,
+                "targets": [{"scope": scope, "rule": {**RULE, "max_days": 10 + n}} for n, scope in enumerate(SCOPES)],
+                "notify": list(GROUPS)}
     return {"id": proposal_id, "rule": RULE, "title": "Optimise the FOIA backlog", **extra}
 
 
@@ -66,18 +75,19 @@ def run_id(dag_id: str, proposal_id: str) -> str:
 
 # -- latency ----------------------------------------------------------------------------------------
 
-def latency(client: AirflowClient, dag_id: str, n: int, progress=print, *, api_log: Path | None = None
-            ) -> dict[str, Any]:
+def latency(client: AirflowClient, dag_id: str, n: int, progress=print, *, api_log: Path | None = None,
+            several: bool = False) -> dict[str, Any]:
     """n proposals one after another; trigger → terminal from each run's queued_at and end_date.
     With the api-server's log: the Execution-API calls each proposal made, by route."""
-    mark = tag(f"latency-{dag_id}")
+    mark = tag(f"latency-{dag_id}{'-several' if several else ''}")
     calls = measure.ExecutionApiCalls(api_log).start() if api_log else None
     for i in range(n):
         proposal_id = f"{mark}-{i:03d}"
-        measure.run_to_end(client, dag_id, run_id(dag_id, proposal_id), proposal(proposal_id), poll=0.1)
+        measure.run_to_end(client, dag_id, run_id(dag_id, proposal_id), proposal(proposal_id, several=several),
+                           poll=0.1)
     time.sleep(1.0 if calls else 0)  # the last task's last report reaches the log
-    execution_api = calls.stop().per(n) if calls else {}
     records = measure.runs(client, dag_id, mark)
+    execution_api = calls.stop(task_instance_ids(client, dag_id, records)).per(n) if calls else {}
     failed = [r["dag_run_id"] for r in records if r["state"] != "success"]
     if failed:
         raise RuntimeError(f"{len(failed)} {dag_id} runs did not succeed: {failed[:3]}")
@@ -85,6 +95,13 @@ def latency(client: AirflowClient, dag_id: str, n: int, progress=print, *, api_l
     progress(f"    p50 {measure.summary(durations)['p50']:.2f} s over {n}"
              + (f"; Execution-API calls per proposal {execution_api['calls_per_proposal']}" if execution_api else ""))
     return {"label": dag_id, **measure.summary(durations), **({"execution_api": execution_api} if calls else {})}
+
+
+def task_instance_ids(client: AirflowClient, dag_id: str, records: list[dict[str, Any]]) -> set[str]:
+    """The ids of every task instance of these runs."""
+    return {ti["id"] for record in records
+            for ti in client.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{record['dag_run_id']}/taskInstances",
+                                     params={"limit": 100}).raise_for_status().json()["task_instances"]}
 
 
 def direct(hms_url: str, hms_token: str, n: int, progress=print) -> dict[str, Any]:
@@ -121,13 +138,13 @@ def warm_up(client: AirflowClient, n: int = 3) -> None:
 # -- burst ------------------------------------------------------------------------------------------
 
 def burst(stack: Stack, client: AirflowClient, dag_id: str, n: int, *, timeout: float,
-          progress=print) -> dict[str, Any]:
+          progress=print, several: bool = False) -> dict[str, Any]:
     """n proposals at once: throughput until all are terminal, first completion, each proposal's
     latency, CPU per proposal, peak memory."""
-    mark = tag(f"burst-{dag_id}")
+    mark = tag(f"burst-{dag_id}{'-several' if several else ''}")
     ids = [f"{mark}-{i:04d}" for i in range(n)]
     resources = measure.Resources(measure.stack_roots(stack)).start()
-    measure.trigger_all(client, dag_id, {run_id(dag_id, pid): proposal(pid) for pid in ids})
+    measure.trigger_all(client, dag_id, {run_id(dag_id, pid): proposal(pid, several=several) for pid in ids})
     progress(f"    {n} triggered")
     measure.wait_until_terminal(client, dag_id, mark, n, timeout=timeout, progress=progress)
     resources.stop()

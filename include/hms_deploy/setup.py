@@ -3,6 +3,7 @@ Airflow's REST API through. Plain data; the caller decides where it goes and how
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 from pathlib import Path
@@ -15,17 +16,24 @@ from hms_management.orchestration.airflow_api import AIRFLOW_API_CONN_ID, AUTOMA
 DATABASE_SETUP_MODULE = "hms_deploy.database"
 
 
-def users() -> dict[str, str]:
-    """Airflow user → role: the one list, airflow.cfg's `[core] simple_auth_manager_users`
-    (SimpleAuthManager's); the set-up makes a password for each. reviewer decides reviews
-    ([hms_management] reviewers); backlog_sweeper is the Management Layer's own user."""
-    from airflow.configuration import conf
+def users(config: Path | None = None) -> dict[str, str]:
+    """Airflow user → role: the one list, `[core] simple_auth_manager_users` (SimpleAuthManager's)
+    of the configuration file a stack gives Airflow (`config`; None: the one Airflow reads here).
+    The set-up makes a password for each. reviewer decides reviews ([hms_management] reviewers);
+    backlog_sweeper is the Management Layer's own user."""
+    if config is None:
+        from airflow.configuration import conf
 
-    listed = conf.get("core", "simple_auth_manager_users", fallback="")
+        listed = conf.get("core", "simple_auth_manager_users", fallback="")
+    else:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(config)
+        listed = parser.get("core", "simple_auth_manager_users", fallback="")
     found = dict(entry.strip().split(":", 1) for entry in listed.split(",") if ":" in entry)
     if AUTOMATION_USER not in found:  # the sweep and the review watcher could not log in
-        raise ValueError(f"airflow.cfg [core] simple_auth_manager_users lacks {AUTOMATION_USER}, "
-                         "the user the backlog sweep and the review watcher call Airflow's REST API as")
+        raise ValueError(f"[core] simple_auth_manager_users of {config or 'Airflow configuration'} lacks "
+                         f"{AUTOMATION_USER}, the user the backlog sweep and the review watcher call Airflow's "
+                         "REST API as")
     return found
 
 

@@ -15,11 +15,16 @@ from hms_management.orchestration.airflow_api import AUTOMATION_USER
 from hms_stack.console import StackError
 
 
-def prepare(state: Path) -> tuple[dict[str, Any], str]:
-    """This folder's secrets and the HMS token minted from them, with the users' files written;
-    StackError, in words, when secrets.json is broken."""
+def prepare(state: Path, config: Path) -> tuple[dict[str, Any], str]:
+    """This folder's secrets and the HMS token minted from them, with the users' files written (a
+    password for each user `config`, the stack's airflow.cfg, lists); StackError, in words, when
+    secrets.json is broken."""
     try:
-        secret = load_or_create(state)
+        listed = users(config)
+    except ValueError as err:
+        raise StackError(str(err)) from None
+    try:
+        secret = load_or_create(state, listed)
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise StackError(f"{state / 'secrets.json'} is broken ({type(err).__name__}: {err}); restore "
                          f"it, or delete it to have new secrets and passwords made") from None
@@ -28,14 +33,15 @@ def prepare(state: Path) -> tuple[dict[str, Any], str]:
     return secret, token
 
 
-def load_or_create(state: Path) -> dict[str, Any]:
-    """Secrets of this state folder: created at the first start, kept by every later one."""
+def load_or_create(state: Path, users: dict[str, str]) -> dict[str, Any]:
+    """Secrets of this state folder, a password for each of `users`: created at the first start,
+    kept by every later one."""
     from cryptography.fernet import Fernet
 
     path = state / "secrets.json"
     if path.exists():
         kept = json.loads(path.read_text())
-        missing = [user for user in users() if user not in kept["passwords"]]
+        missing = [user for user in users if user not in kept["passwords"]]
         if missing:  # a state folder from before a user was added: give the new user a password
             kept["passwords"].update({user: secrets.token_urlsafe(12) for user in missing})
         token_missing = "metrics_token" not in kept  # a state folder from before the metrics
@@ -49,7 +55,7 @@ def load_or_create(state: Path) -> dict[str, Any]:
         "jwt_secret": secrets.token_urlsafe(48),
         "api_secret_key": secrets.token_urlsafe(48),
         "hms_jwt_secret": secrets.token_urlsafe(48),
-        "passwords": {user: secrets.token_urlsafe(12) for user in users()},
+        "passwords": {user: secrets.token_urlsafe(12) for user in users},
         # The scraper's token for GET /management/metrics (Prometheus reads it from metrics_token).
         "metrics_token": secrets.token_urlsafe(32),
     }
@@ -94,9 +100,10 @@ def hms_secret_file(state: Path, secret: dict[str, Any]) -> Path:
     return path
 
 
-def write_connections(state: Path, hms_token: str, *, hms: tuple[str, int], api: tuple[str, int]) -> Path:
+def write_connections(state: Path, secret: dict[str, Any], hms_token: str, *, hms: tuple[str, int],
+                      api: tuple[str, int]) -> Path:
     """The deployment's connections, pointing at this stack's HMS backend and api-server (host,
     port), as a private file for the import: the token and the automation user's password."""
     return write_private(state / "connections.json", connections(
         hms_host=hms[0], hms_port=hms[1], hms_token=hms_token, api_host=api[0], api_port=api[1],
-        automation_password=load_or_create(state)["passwords"][AUTOMATION_USER]))
+        automation_password=secret["passwords"][AUTOMATION_USER]))

@@ -111,6 +111,11 @@ class Stack:
         return self.state / "postgres"
 
     @property
+    def airflow_config(self) -> Path:
+        """The airflow.cfg this stack's Airflow reads: the committed one, unless its environment names another."""
+        return Path(self.extra_env.get("AIRFLOW_CONFIG", AIRFLOW_CFG))
+
+    @property
     def log_dir(self) -> Path:
         return self.state / "logs"
 
@@ -191,14 +196,15 @@ class Stack:
                 log(f"stopping what an earlier stack of this folder left running: {summary(leftovers)} …")
                 self.end_processes(leftovers, database=True)
             readiness.check_ports(self.ports())
-            secret, hms_token = stack_secrets.prepare(self.state)
+            secret, hms_token = stack_secrets.prepare(self.state, self.airflow_config)
 
             log("starting embedded PostgreSQL …")
             self.db_uri = self._start_postgres()
             env = self.airflow_env(self.db_uri, secret)
             status.write(self)
             log("migrating the metadata database, importing pools and connections …")
-            connections = stack_secrets.write_connections(self.state, hms_token, hms=(self.hms_host, self.hms_port),
+            connections = stack_secrets.write_connections(self.state, secret, hms_token,
+                                                          hms=(self.hms_host, self.hms_port),
                                                           api=(self.api_host, self.api_port))
             try:
                 self._run(env, "metadata-database", [sys.executable, "-m", DATABASE_SETUP_MODULE, str(POOLS_FILE),

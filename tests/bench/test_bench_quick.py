@@ -92,7 +92,9 @@ def test_parked_proposals_hold_nothing_and_sweeps_drain_the_backlog_once(quick_r
 
 def test_targets_are_judged_and_the_report_and_plots_are_written(quick_run):
     results, out, stdout = quick_run
-    assert len(results["targets"]) == 14
+    assert len(results["targets"]) == 19
+    # The Execution-API calls per proposal, counted in the api-server's access log.
+    assert results["scenarios"]["latency"]["variants"]["orchestration"]["execution_api"]["calls_per_proposal"] > 0
     assert all(isinstance(t["met"], bool) and t["measured"] and t["before"] for t in results["targets"])
     assert results["meta"]["versions"]["apache-airflow"] == "3.3.2"
     report = (out / RESULTS_MD).read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hms_bench.report import BURST_PNG, LATENCY_PNG, MAX_RUNNING_PNG, RESULTS_MD, main, markdown, render
+from hms_bench.report import BURST_PNG, LATENCY_PNG, MAX_RUNNING_PNG, RESULTS_MD, SECTIONS, main, markdown, render
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 P50 = {"orchestration": 2.1, "floor": 1.4, "naive": 3.7, "direct": 0.05}
@@ -235,7 +235,31 @@ def test_an_empty_results_dict_still_renders(tmp_path):
 
     report = written[0].read_text(encoding="utf-8")
     assert "No targets recorded." in report
-    assert report.count("Not run.") == 6
+    assert report.count("Not run.") == len(SECTIONS)  # one per scenario
+
+
+def test_each_capabilitys_price_is_shown_and_judged_against_the_same_run_without_it():
+    from hms_bench.__main__ import targets
+
+    results = full_results()
+    scenarios = results["scenarios"]
+    all_in = scenarios["burst"]["variants"]["orchestration"]  # 0.8 CPU-s per proposal
+    scenarios["capabilities"] = {"variants": {
+        "all_in": {"latency": scenarios["latency"]["variants"]["orchestration"], "burst": all_in},
+        "several_targets": {"latency": latency_variant("several", 2.2),
+                            "burst": {**all_in, "cpu_s_per_proposal": 0.84}},
+        "governance_checks_off": {"latency": latency_variant("off", 2.0),
+                                  "burst": {**all_in, "cpu_s_per_proposal": 0.78}},
+        "rate_budgets_off": {"error": "the stack did not start"}}}
+
+    report = markdown(results)
+    assert "| 3 scopes × 4 groups, same stack | 2.20 s |" in report
+    assert "failed: the stack did not start" in row(report, "no rate budgets (own stack)")
+    judged = {t["before"]: t for t in targets(scenarios)}
+    assert (judged["one target only"]["measured"], judged["one target only"]["met"]) == ("+5.0%", True)
+    assert (judged["no check before each step"]["measured"], judged["no check before each step"]["met"]) == \
+        ("+2.6%", True)
+    assert judged["no rate budgets"]["measured"] is None
 
 
 def test_the_command_line_renders_again_next_to_the_json(tmp_path, capsys):
@@ -277,6 +301,10 @@ def test_execution_api_calls_are_counted_by_route_from_the_api_servers_access_lo
                                 "PUT /execution/task-instances/{id}/heartbeat": 1,
                                 "GET /execution/connections/{conn_id}": 1}
     assert counted.per(2)["calls_per_proposal"] == 2.0
+    # Only the measured runs' task instances: the other one's start is left out.
+    assert calls.stop({"01a2418d-76c9-7c90-8a74-526b471b2c78"}).by_route == {
+        "PATCH /execution/task-instances/{id}/run": 1, "PUT /execution/task-instances/{id}/heartbeat": 1,
+        "GET /execution/connections/{conn_id}": 1}
 
 
 def test_the_latency_section_lists_execution_api_calls_per_proposal_by_route():

@@ -23,13 +23,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def backend_calls(hms: httpx.Client):
-    """Calls each backend route has received so far, but /stats (which this reads) and the review
-    watcher's look at the decision feed (GET /gov/decisions, every poll, whatever proposals do)."""
+    """Calls each backend route has received so far, but /stats (which this reads) and the reads
+    made whatever proposals do: the review watcher's look at the decision feed (GET /gov/decisions,
+    every poll) and the active suspensions (GET /gov/suspensions, for a metrics scrape or the
+    Proposals view's banner)."""
 
     def read() -> dict[str, int]:
         routes = hms.get("/stats").json()["routes"]
         return {route: counts["calls"] for route, counts in routes.items()
-                if route not in ("GET /stats", "GET /gov/decisions")}
+                if route not in ("GET /stats", "GET /gov/decisions", "GET /gov/suspensions")}
 
     return read
 

@@ -93,7 +93,10 @@ def test_a_burst_never_sends_more_policy_calls_a_second_than_the_budget(manageme
 
     stats = policy_stats(hms)
     assert stats["side_effects"] == 30
-    assert stats["max_per_second"] <= 2  # 2/s, burst 1: never a third call within a second
+    # Slots are 1/2 s apart, and a call goes at its slot or a little later (a busy machine): one late
+    # call and the next on time share a second. Design §10's bound: the rate with 5 % to spare,
+    # plus the burst once.
+    assert stats["max_per_second"] <= int(2 * 1.05 + 1)
 
 
 def test_waiting_for_the_budget_holds_no_worker_slot_and_uses_no_retry(management, agent, hms, policy_budget,

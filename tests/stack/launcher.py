@@ -235,8 +235,11 @@ class Launcher:
 
 
 def _take_terminal() -> None:
-    """In the launcher, before exec: make the pseudo-terminal on stdin its controlling terminal."""
+    """In the launcher, before exec: make the pseudo-terminal on stdin its controlling terminal, with
+    a hang-up's default action, as in a terminal window (a test run under nohup ignores SIGHUP, and
+    an ignored signal stays ignored across exec)."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 # -- talking to a stack ---------------------------------------------------------------------------

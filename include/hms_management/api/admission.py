@@ -44,9 +44,9 @@ def admission_errors(body: dict[str, Any]) -> list[dict[str, str]]:
     return []
 
 
-def refusal(errors: list[dict[str, str]]) -> dict[str, Any]:
+def refusal(errors: list[dict[str, str]], what: str = "proposal") -> dict[str, Any]:
     """The body of a 400: one line for people, and each field with its reason for programs."""
-    return {"detail": "Invalid proposal: " + "; ".join(f"{e['field']}: {e['reason']}" for e in errors),
+    return {"detail": f"Invalid {what}: " + "; ".join(f"{e['field']}: {e['reason']}" for e in errors),
             "errors": errors}
 
 

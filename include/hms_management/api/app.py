@@ -240,13 +240,13 @@ async def _refused(request: Request, err: _Refused) -> JSONResponse:
 
 
 class _Invalid(Exception):
-    def __init__(self, errors: list[dict[str, str]]):
-        self.errors = errors
+    def __init__(self, errors: list[dict[str, str]], what: str):
+        self.errors, self.what = errors, what
 
 
 @app.exception_handler(_Invalid)
 async def _invalid(request: Request, err: _Invalid) -> JSONResponse:
-    return JSONResponse(refusal(err.errors), 400)
+    return JSONResponse(refusal(err.errors, err.what), 400)
 
 
 async def _wait_until_terminal(proposal_id: str, seconds: float) -> ProposalRecord | None:
@@ -393,7 +393,7 @@ async def me(request: Request) -> JSONResponse:
     },
 )
 async def decide_review(proposal_id: ProposalId, request: Request, user: Caller) -> JSONResponse:
-    body = await _body_as(Decision, request)
+    body = await _body_as(Decision, request, "decision")
     return await _reviewers_act(decide, proposal_id, approved=body.approved, reason=body.reason,
                                 reviewer=user.get_name())
 
@@ -411,17 +411,17 @@ async def decide_review(proposal_id: ProposalId, request: Request, user: Caller)
     },
 )
 async def revoke_decision(proposal_id: ProposalId, request: Request, user: Caller) -> JSONResponse:
-    body = await _body_as(Revocation, request)
+    body = await _body_as(Revocation, request, "revocation")
     return await _reviewers_act(revoke, proposal_id, reason=body.reason, reviewer=user.get_name())
 
 
-async def _body_as(model: type[BodyModel], request: Request) -> BodyModel:
-    """The request's JSON body as `model`, or a 400 naming each field and why."""
+async def _body_as(model: type[BodyModel], request: Request, what: str) -> BodyModel:
+    """The request's JSON body as `model`, or a 400 ("Invalid <what>: …") naming each field and why."""
     try:
         return model.model_validate(load_json(await _read_body(request)))
     except ValidationError as err:
         raise _Invalid([{"field": ".".join(map(str, e["loc"])) or "(body)", "reason": e["msg"]}
-                        for e in err.errors(include_url=False)]) from None
+                        for e in err.errors(include_url=False)], what) from None
 
 
 async def _reviewers_act(act: Callable[..., tuple[ProposalRecord, dict[str, Any]]], proposal_id: str,
@@ -465,12 +465,12 @@ async def change_budget(service: Annotated[str, Path(max_length=64)], request: R
                         user: Reader) -> JSONResponse:
     if not is_admin(user):
         raise HTTPException(403, "only an Airflow admin may change a rate budget")
-    body = await _body_as(BudgetChange, request)
+    body = await _body_as(BudgetChange, request, "rate budget")
     try:
         changed = await in_agents_share(lambda: budgets(pooled=True).set(
             service, body.per_second, body.burst, by=user.get_name()))
     except BudgetError as err:
-        raise _Invalid([{"field": err.field, "reason": err.reason}]) from None
+        raise _Invalid([{"field": err.field, "reason": err.reason}], "rate budget") from None
     if changed is None:
         return JSONResponse({"detail": f"no rate budget for service {service!r}"}, 404)
     return JSONResponse(changed.as_dict(), 200)

@@ -26,8 +26,10 @@ from hms_management.domain.services import (
     ServiceError,
     TransientServiceError,
 )
+from hms_management.domain.steps import NOTIFY_OFFICERS
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.hook import HmsHook
+from hms_management.orchestration.progress import SUCCESS
 from hms_management.records.store import ProposalRecord
 
 
@@ -86,6 +88,13 @@ def revoke(proposal_id: str, *, reason: str, reviewer: str) -> tuple[ProposalRec
     if record.terminal:
         raise ReviewRefused(409, f"proposal {proposal_id!r} has already ended ({record.status}): an applied policy is "
                                  "changed by a new proposal, not by a revocation")
+    if not settings().governance_checks:
+        raise ReviewRefused(409, "governance is not asked before each step here ([hms_management] governance_checks "
+                                 "is off): a revocation would stop nothing")
+    if ((record.steps or {}).get(NOTIFY_OFFICERS) or {}).get("state") == SUCCESS:
+        raise ReviewRefused(409, f"proposal {proposal_id!r} has taken its last guarded step (its policy is applied "
+                                 "and its officers told): nothing is left to stop; an applied policy is changed by "
+                                 "a new proposal")
     decision_id = (record.decision or {}).get("decision_id")
     if not decision_id:
         raise ReviewRefused(409, f"governance has not decided on proposal {proposal_id!r} yet: there is no decision "

@@ -37,8 +37,12 @@ class Settings:
     budget_wait_seconds: float = 2.0
     # Ask governance right before each HMS step's call whether the proposal may still take it
     # (design.md §9): a revoked approval or a suspended service stops the call. Off only to measure
-    # what the check costs (make bench); fail closed either way at the gate.
+    # what the check costs (make bench's capabilities scenario); fail closed either way at the gate.
     governance_checks: bool = True
+    # Every HMS call waits for its slot in its service's rate budget (design.md §10). Off only to
+    # measure what the limiter costs (make bench's capabilities scenario): nothing then bounds the
+    # calls a second but the pools, and a 429 holds nobody back.
+    rate_budgets: bool = True
     # How often a step held back by a suspended service looks whether it was lifted (in the
     # triggerer, holding no worker slot and no pool slot), and how long it waits before it fails.
     suspension_poll_seconds: float = 2.0

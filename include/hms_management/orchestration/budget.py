@@ -43,6 +43,8 @@ class RateBudget:
 
     def take(self) -> None:
         """Return when this call may go: at its slot (slept for, if short), or raise WaitLonger."""
+        if not settings().rate_budgets:  # switched off to measure what the limiter costs
+            return
         store = budgets()
         if self.reserved is not None:
             slot, now = self.reserved, store.now()
@@ -63,4 +65,6 @@ class RateBudget:
 
     def throttled(self, retry_after: float | None) -> None:
         """The service answered 429: hold every caller back for Retry-After (or a second)."""
+        if not settings().rate_budgets:
+            return
         budgets().hold(self.service, retry_after or DEFAULT_RETRY_AFTER_SECONDS)

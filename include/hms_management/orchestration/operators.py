@@ -222,8 +222,9 @@ class HmsStepOperator(BaseOperator):
     def _logged(self, check: Check) -> dict[str, Any]:
         """The decision log's entry for one check: which step, which service, governance's answer, when."""
         details = check.as_dict()
+        suspended = details.pop("service", None)  # what the suspension names: this service, or all
         return {"step": self.task_id, "service": self.service.name, "answer": details.pop("status"), **details,
-                "checked_at": datetime.now(UTC).isoformat()}
+                **({"suspended": suspended} if suspended else {}), "checked_at": datetime.now(UTC).isoformat()}
 
 
 class ApplyPolicyOperator(HmsStepOperator):

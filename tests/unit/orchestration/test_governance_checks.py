@@ -119,6 +119,18 @@ def test_a_suspension_holds_the_step_in_the_triggerer_without_calling_the_servic
     assert step["state"] == "waiting" and "policy suspended by ops" in step["waiting_for"]
 
 
+def test_a_suspension_of_all_services_is_logged_under_the_steps_own_service(hms):
+    hms.answer("POST", "/gov/check", 200, {**suspended(datetime.now(UTC)), "service": "all"})
+    operator, context = apply_policy()
+
+    with pytest.raises(TaskDeferred):
+        operator.execute(context)
+
+    [logged] = records().get("p-1").checks
+    assert (logged["step"], logged["service"], logged["answer"], logged["suspended"]) == \
+        ("apply_policy", "policy", "suspended", "all")
+
+
 def test_after_the_lift_the_step_asks_again_then_calls(hms):
     hms.answer("POST", "/gov/check", 200, {"status": "approved", "decision_id": "d-1"})
     hms.answer("POST", "/svc/policy", 200, {"policy_id": "pol-1", "version": 1})
