@@ -2,7 +2,7 @@
 
 1. The project's stack (its airflow.cfg, plus the floor DAG): the no-orchestrator floor, latency of
    proposal_orchestration and of the floor, the burst, a high-priority proposal into a burst,
-   parked proposals, the sweep drain.
+   parked proposals, the sweep drain, a burst under a binding policy budget (the calls each second).
 2. The naive baseline's stack (Airflow's defaults, a hand-written DAG): latency and burst.
    Capabilities, each one's price: latency and burst of proposals with several targets on the
    project's stack, and on a fresh stack each with the governance check, then the rate budgets,
@@ -45,7 +45,8 @@ NAIVE_DAG_ID = "naive_proposal"
 RESULTS = ROOT / "bench-results"
 # Generous ceilings: a scenario that needs longer is reported as failed, and the run goes on.
 TIMEOUT_S = 900.0
-SCENARIOS = ("latency", "burst", "priority", "parked", "sweep_drain", "capabilities", "naive", "max_running")
+SCENARIOS = ("latency", "burst", "priority", "parked", "sweep_drain", "budget", "capabilities", "naive",
+             "max_running")
 # The capabilities switched off one at a time, each on a stack of its own (domain/settings.py).
 CAPABILITIES_OFF = {"governance_checks_off": {"AIRFLOW__HMS_MANAGEMENT__GOVERNANCE_CHECKS": "False"},
                     "rate_budgets_off": {"AIRFLOW__HMS_MANAGEMENT__RATE_BUDGETS": "False"}}
@@ -131,6 +132,11 @@ def run_product(sizes: Sizes, results: dict[str, Any], env: dict[str, str], only
                 progress(f"parked: {sizes.parked} in review, then {sizes.ordinary} ordinary")
                 reference = burst.get("orchestration")
                 attempt(results, "parked", lambda: scenarios.parked(stack, client, sizes, reference,
+                                                                    timeout=TIMEOUT_S, progress=progress))
+            if "budget" in only:
+                progress(f"budget: {sizes.budget} proposals at once under a policy budget of "
+                         f"{scenarios.BUDGET['per_second']}/s")
+                attempt(results, "budget", lambda: scenarios.budget(stack, client, hms_token, sizes.budget,
                                                                     timeout=TIMEOUT_S, progress=progress))
             if "capabilities" in only:
                 progress(f"capabilities: {sizes.latency} proposals with 3 scopes and 4 groups one after another, "
@@ -266,6 +272,8 @@ BEFORE = {
     "hms_per_s": "≈ 17/s (computed)",
     "extra_mem": "204 MB",
     "slots": "0",
+    "budget_max": "no rate budgets (8 policy calls in flight, any rate)",
+    "limiter": "no limiter",
     "check_cpu": "no check before each step",
     "budgets_rate": "no rate budgets",
     "several_cpu": "one target only",
@@ -314,6 +322,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     lat, bur = results["latency"]["variants"], results["burst"]["variants"]
     park, prio = results.get("parked", {}), results.get("priority", {})
     caps = results.get("capabilities", {}).get("variants", {})
+    n_budget = results.get("budget", {}).get("n", "the")
 
     def get(part: dict[str, Any], *keys: str) -> float | None:
         for key in keys:
@@ -354,6 +363,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
          kept(bur, caps, "rate_budgets_off", "per_min"), lambda v: v >= 0.95, "{:.0%}"),
         ("3 scopes × 4 groups: CPU per proposal vs one target", "≤ +10 %", "several_cpu",
          several_price(bur, caps, "cpu_s_per_proposal"), lambda v: v <= 0.10, "{:+.1%}"),
+        (f"most policy calls in a second, {n_budget} proposals under a budget of 5/s, burst 5", "≤ 5 × 1.05 + 5",
+         "budget_max", get(results.get("budget", {}), "max_per_second"), lambda v: v <= 5 * 1.05 + 5, "{:.0f}"),
+        ("rate limiter's time per call, not binding (p95 of one reservation)", "≤ 2 ms", "limiter",
+         get(results.get("budget", {}), "limiter", "p95_ms"), lambda v: v <= 2, "{:.2f} ms"),
         ("Execution-API calls per approved proposal", "≤ 16", "execution_api",
          get(lat, "orchestration", "execution_api", "calls_per_proposal"), lambda v: v <= 16, "{:.1f}"),
         (f"idle stack with {n_parked} parked (quiet spell, all components)", "≤ 3 CPU-s/min", "idle_cpu",

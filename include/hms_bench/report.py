@@ -25,6 +25,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 RESULTS_MD = "results.md"
 LATENCY_PNG = "latency.png"
+BUDGET_PNG = "budget.png"
 BURST_PNG = "burst.png"
 MAX_RUNNING_PNG = "max_running.png"
 
@@ -40,7 +41,8 @@ Results = dict[str, Any]
 
 
 def render(results: Results, out_dir: Path) -> list[Path]:
-    """Write results.md, latency.png, burst.png and max_running.png into out_dir; return their paths."""
+    """Write results.md, latency.png, burst.png, max_running.png and budget.png into out_dir; return
+    their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scenarios = results.get("scenarios") or {}
     report = out_dir / RESULTS_MD
@@ -48,7 +50,8 @@ def render(results: Results, out_dir: Path) -> list[Path]:
     latency = plot_latency(scenarios.get("latency"), out_dir / LATENCY_PNG)
     burst = plot_burst(scenarios.get("burst"), out_dir / BURST_PNG)
     max_running = plot_max_running(scenarios.get("max_running"), out_dir / MAX_RUNNING_PNG)
-    return [report, latency, burst, max_running]
+    budget = plot_budget(scenarios.get("budget"), out_dir / BUDGET_PNG)
+    return [report, latency, burst, max_running, budget]
 
 
 # -- Markdown ---------------------------------------------------------------------------------------
@@ -285,6 +288,27 @@ def _facts(scenario: dict[str, Any], fields: dict[str, tuple[str, Callable[[Any]
     return _table(["measure", "value"], rows)
 
 
+BUDGET_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "n": ("proposals at once", _count),
+    "per_second": ("policy budget (calls a second)", _count),
+    "burst": ("… its burst", _count),
+    "max_per_second": ("most policy calls the backend received in any one-second window", _count),
+    "bound": ("design.md §10's bound: the rate with 5 % to spare, plus the burst once", _count),
+    "side_effects": ("policies applied", _count),
+    "policy_calls": ("policy calls", _count),
+    "succeeded": ("runs that succeeded", _count),
+    "wall_s": ("first queued → last ended", _seconds),
+    "limiter": ("the limiter's time per call, not binding (one reservation)",
+                lambda v: f"p50 {v['p50_ms']:.2f} ms, p95 {v['p95_ms']:.2f} ms over {v['n']}"),
+    "per_min": ("proposals per minute", _rate),
+}
+
+
+def _budget(scenario: dict[str, Any]) -> str:
+    shown = {key: value for key, value in scenario.items() if key != "calls_each_second"}
+    return f"{_facts(shown, BUDGET_FIELDS)}\n\n![Calls each second under the policy budget]({BUDGET_PNG})"
+
+
 CAPABILITY_VARIANTS = ("all_in", "several_targets", "governance_checks_off", "rate_budgets_off")
 CAPABILITY_LABELS = {"all_in": "all in (one target; the burst and latency above)",
                      "several_targets": "3 scopes × 4 groups, same stack",
@@ -313,6 +337,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "priority": ("A high-priority proposal into a burst", lambda s: _facts(s, PRIORITY_FIELDS)),
     "parked": ("Parked proposals", lambda s: _facts(s, PARKED_FIELDS)),
     "sweep_drain": ("Backlog sweep drain", lambda s: _facts(s, SWEEP_DRAIN_FIELDS)),
+    "budget": ("A burst under a binding rate budget", _budget),
     "capabilities": ("Capabilities, each one's price", _capabilities),
     "max_running": ("Running proposals at once (`max_running_proposals`)", _max_running),
 }
@@ -416,6 +441,30 @@ def plot_burst(scenario: dict[str, Any] | None, path: Path) -> Path:
     """Cumulative terminal proposals against seconds since the burst started, one line per variant."""
     runs = [(name, v) for name, v in _variants(scenario, BURST_VARIANTS) if v and v.get("completions")]
     return _plot_completions(runs, scenario, path, "Completions in the burst")
+
+
+def plot_budget(scenario: dict[str, Any] | None, path: Path) -> Path:
+    """Calls each second per service under the policy budget, with the budget's rate and bound."""
+    title = "Calls each second under a policy budget"
+    fig = _figure()
+    ax = fig.add_subplot()
+    bars = (scenario or {}).get("calls_each_second") or {}
+    if not any(bars.values()):
+        return _placeholder(fig, ax, title, scenario, path)
+    for offset, (service, counts) in enumerate(bars.items()):
+        ax.bar([second + offset * 0.4 for second in range(len(counts))], counts, width=0.4, align="edge",
+               label=f"{service}: {sum(counts)} calls")
+    rate, bound = scenario["per_second"], scenario["bound"]
+    ax.axhline(rate, linestyle="--", color="grey", label=f"policy budget {rate}/s")
+    ax.axhline(bound, linestyle=":", color="red", label=f"bound {bound:.2f} (rate + 5 % + burst)")
+    ax.set_xlabel("seconds since the first call")
+    ax.set_ylabel("calls in that second")
+    ax.set_title(f"{title}: {scenario.get('n')} proposals, budget {rate}/s, burst {scenario['burst']}")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper right")
+    fig.savefig(path)
+    return path
 
 
 def plot_max_running(scenario: dict[str, Any] | None, path: Path) -> Path:

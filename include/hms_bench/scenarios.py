@@ -48,10 +48,13 @@ class Sizes:
     # Seconds of quiet with the parked proposals and nothing else, counting the HMS requests.
     idle: int = 60
     backlog: int = 5000
+    # Proposals in the burst under a binding policy budget (design.md §10: 200 at 5 a second).
+    budget: int = 200
 
 
 # The smoke run of `make test`: every scenario once, each as small as still says something.
-QUICK = Sizes(latency=3, burst=12, naive_burst=6, priority_after=4, parked=10, ordinary=6, idle=5, backlog=30)
+QUICK = Sizes(latency=3, burst=12, naive_burst=6, priority_after=4, parked=10, ordinary=6, idle=5, backlog=30,
+              budget=12)
 
 
 def tag(scenario: str) -> str:
@@ -335,3 +338,83 @@ def sweep_drain(client: AirflowClient, hms_url: str, hms_token: str, n: int, *, 
     return {"queued": n, "runs": len(records), "duplicates": len(records) - len(proposals),
             "pending_left": len([p for p in pending if mark in p["id"]]), "sweeps": sweeps,
             "seconds": round(seconds, 1), "per_min": round(len(records) / seconds * 60, 1)}
+
+
+# -- a binding rate budget ---------------------------------------------------------------------------
+
+BUDGET = {"per_second": 5, "burst": 5}  # the policy budget the scenario sets (design.md §10's example)
+
+
+def budget(stack: Stack, client: AirflowClient, hms_token: str, n: int, *, timeout: float,
+           progress=print) -> dict[str, Any]:
+    """n proposals at once under a policy budget of BUDGET: the most policy calls the backend
+    received in any one-second window, against design.md §10's bound (the rate with 5 % to spare,
+    plus the burst once), and the calls each second per service from what the backend stored (a
+    policy version's applied_at, a notification's sent_at). The budget is restored afterwards."""
+    path = "/management/budgets/policy"
+    before = next(b for b in client.request("GET", "/management/budgets").raise_for_status().json()["budgets"]
+                  if b["service"] == "policy")
+    mark = tag("budget")
+    ids = [f"{mark}-{i:04d}" for i in range(n)]
+    limiter = limiter_overhead(stack)
+    progress(f"    limiter: one reservation p50 {limiter['p50_ms']:.2f} ms, p95 {limiter['p95_ms']:.2f} ms")
+    with httpx.Client(base_url=stack.hms_url, headers={"Authorization": f"Bearer {hms_token}"}, timeout=30) as hms:
+        client.request("PUT", path, json=BUDGET).raise_for_status()
+        try:
+            hms.delete("/stats").raise_for_status()  # max_per_second counts from here
+            measure.trigger_all(client, DAG_ID, {run_id_for(pid): proposal(pid) for pid in ids})
+            progress(f"    {n} triggered under a policy budget of {BUDGET['per_second']}/s, burst {BUDGET['burst']}")
+            measure.wait_until_terminal(client, DAG_ID, mark, n, timeout=timeout, progress=progress)
+        finally:
+            client.request("PUT", path, json={"per_second": before["per_second"], "burst": before["burst"]})
+        policy = hms.get("/stats").raise_for_status().json()["routes"]["POST /svc/policy"]
+        applied = [v["applied_at"] for pid in ids
+                   for v in (hms.get(f"/svc/policy/{pid}").json().get("versions") or [])]
+        told = [m["sent_at"] for pid in ids
+                for m in hms.get("/notifications", params={"proposalId": pid}).json()["items"] if m.get("kind") is None]
+    records = measure.runs(client, DAG_ID, mark)
+    bound = BUDGET["per_second"] * 1.05 + BUDGET["burst"]
+    result = {"n": n, **BUDGET, "bound": bound, "max_per_second": policy["max_per_second"],
+              "policy_calls": policy["calls"], "side_effects": policy["side_effects"], "limiter": limiter,
+              "succeeded": sum(r["state"] == "success" for r in records),
+              "calls_each_second": {"policy": per_second(applied), "notifications": per_second(told)},
+              **{key: value for key, value in throughput(records).items() if key in ("wall_s", "per_min")}}
+    progress(f"    most policy calls in a second {result['max_per_second']} (bound {bound:.2f}); "
+             f"{result['side_effects']} applied for {n}")
+    return result
+
+
+def limiter_overhead(stack: Stack, n: int = 500) -> dict[str, Any]:
+    """What the limiter adds to one call when its budget does not bind: the time of one reservation
+    (the one statement every HMS call makes first), n of them one after another from one connection,
+    as a task makes them, on a budget of its own in the stack's records database."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from hms_management.records.budgets import Budgets
+
+    engine = create_engine(make_url(stack.db_uri).set(database="hms_management"), pool_size=1)
+    try:
+        store = Budgets(engine)
+        store.seed({"bench-limiter": (1_000_000.0, 1000)}, by="benchmark")
+        store.reserve("bench-limiter")  # the connection is made here, as a task's first record write makes it
+        took = []
+        for _ in range(n):
+            started = time.perf_counter()
+            store.reserve("bench-limiter")
+            took.append((time.perf_counter() - started) * 1000)
+    finally:
+        engine.dispose()
+    return {"n": n, **{f"{key}_ms": round(value, 3) for key, value in measure.summary(took).items()
+                       if key in ("p50", "p95", "mean")}}
+
+
+def per_second(moments: list[str]) -> list[int]:
+    """Calls in each second from the first one's: a histogram's bars."""
+    if not moments:
+        return []
+    times = sorted(measure.moment(m).timestamp() for m in moments)
+    bars = [0] * (int(times[-1] - times[0]) + 1)
+    for t in times:
+        bars[int(t - times[0])] += 1
+    return bars

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hms_bench.__main__ import QUICK_MAX_RUNNING_VALUES
-from hms_bench.report import BURST_PNG, LATENCY_PNG, MAX_RUNNING_PNG, RESULTS_MD
+from hms_bench.report import BUDGET_PNG, BURST_PNG, LATENCY_PNG, MAX_RUNNING_PNG, RESULTS_MD
 from hms_bench.scenarios import QUICK
 
 pytestmark = pytest.mark.e2e
@@ -30,13 +30,16 @@ def quick_run(tmp_path_factory) -> tuple[dict, Path, str]:
 def test_every_scenario_reports_without_error(quick_run):
     results, _, _ = quick_run
     scenarios = results["scenarios"]
-    assert set(scenarios) == {"latency", "burst", "priority", "parked", "sweep_drain", "max_running"}
+    assert set(scenarios) == {"latency", "burst", "priority", "parked", "sweep_drain", "budget", "capabilities",
+                              "max_running"}
     assert set(scenarios["latency"]["variants"]) == {"direct", "orchestration", "floor", "naive"}
     assert set(scenarios["burst"]["variants"]) == {"orchestration", "naive"}
     assert set(scenarios["max_running"]["values"]) == {str(v) for v in QUICK_MAX_RUNNING_VALUES}
-    parts = [scenarios["priority"], scenarios["parked"], scenarios["sweep_drain"],
+    capabilities = scenarios["capabilities"]["variants"]
+    assert set(capabilities) == {"all_in", "several_targets", "governance_checks_off", "rate_budgets_off"}
+    parts = [scenarios["priority"], scenarios["parked"], scenarios["sweep_drain"], scenarios["budget"],
              *scenarios["latency"]["variants"].values(), *scenarios["burst"]["variants"].values(),
-             *scenarios["max_running"]["values"].values()]
+             *scenarios["max_running"]["values"].values(), *capabilities.values()]
     assert [part["error"] for part in parts if "error" in part] == []
 
 
@@ -90,15 +93,23 @@ def test_parked_proposals_hold_nothing_and_sweeps_drain_the_backlog_once(quick_r
     assert (drain["duplicates"], drain["pending_left"]) == (0, 0)
 
 
+def test_the_budget_burst_applies_each_policy_once_within_the_bound_and_counts_each_second(quick_run):
+    budget = quick_run[0]["scenarios"]["budget"]
+    assert (budget["side_effects"], budget["succeeded"]) == (QUICK.budget, QUICK.budget)
+    assert budget["max_per_second"] <= budget["bound"]
+    assert sum(budget["calls_each_second"]["policy"]) == QUICK.budget
+    assert sum(budget["calls_each_second"]["notifications"]) == QUICK.budget
+
+
 def test_targets_are_judged_and_the_report_and_plots_are_written(quick_run):
     results, out, stdout = quick_run
-    assert len(results["targets"]) == 19
+    assert len(results["targets"]) == 21
     # The Execution-API calls per proposal, counted in the api-server's access log.
     assert results["scenarios"]["latency"]["variants"]["orchestration"]["execution_api"]["calls_per_proposal"] > 0
     assert all(isinstance(t["met"], bool) and t["measured"] and t["before"] for t in results["targets"])
     assert results["meta"]["versions"]["apache-airflow"] == "3.3.2"
     report = (out / RESULTS_MD).read_text()
     assert "## Targets" in report and "naive_proposal" in report
-    for png in (LATENCY_PNG, BURST_PNG, MAX_RUNNING_PNG):
+    for png in (LATENCY_PNG, BURST_PNG, MAX_RUNNING_PNG, BUDGET_PNG):
         assert (out / png).read_bytes().startswith(PNG_MAGIC)
     assert "latency: proposal_orchestration" in stdout  # progress is printed as it goes

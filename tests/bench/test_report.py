@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hms_bench.report import BURST_PNG, LATENCY_PNG, MAX_RUNNING_PNG, RESULTS_MD, SECTIONS, main, markdown, render
+from hms_bench.report import (
+    BUDGET_PNG,
+    BURST_PNG,
+    LATENCY_PNG,
+    MAX_RUNNING_PNG,
+    RESULTS_MD,
+    SECTIONS,
+    main,
+    markdown,
+    render,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 P50 = {"orchestration": 2.1, "floor": 1.4, "naive": 3.7, "direct": 0.05}
@@ -102,6 +112,9 @@ def full_results() -> dict[str, Any]:
                 "vs_whole_burst": 0.85,
             },
             "sweep_drain": {"queued": 5000, "runs": 5000, "duplicates": 0, "seconds": 150.0, "per_min": 2000.0},
+            "budget": {"n": 200, "per_second": 5, "burst": 5, "bound": 10.25, "max_per_second": 6,
+                       "side_effects": 200, "policy_calls": 200, "succeeded": 200, "per_min": 290.0,
+                       "calls_each_second": {"policy": [5] * 40, "notifications": [4, 6] * 20}},
             "max_running": {
                 "n": 500,
                 "values": {value: {"max_active_runs": int(value),
@@ -119,7 +132,7 @@ def row(report: str, first_cell: str) -> str:
 def test_a_full_run_renders_the_report_and_every_plot_into_the_folder(tmp_path):
     written = render(full_results(), tmp_path / "bench")
 
-    assert [p.name for p in written] == [RESULTS_MD, LATENCY_PNG, BURST_PNG, MAX_RUNNING_PNG]
+    assert [p.name for p in written] == [RESULTS_MD, LATENCY_PNG, BURST_PNG, MAX_RUNNING_PNG, BUDGET_PNG]
     assert all(p.parent == tmp_path / "bench" for p in written)
     for plot in written[1:]:
         assert plot.read_bytes().startswith(PNG_MAGIC)
@@ -315,3 +328,9 @@ def test_the_latency_section_lists_execution_api_calls_per_proposal_by_route():
     assert row(report, "orchestration").endswith("| 15.0 |")
     route = "PATCH /execution/task-instances/{id}/run"
     assert row(report, route) == f"| {route} | 4.0 |"
+
+
+def test_the_budget_section_shows_the_most_calls_a_second_beside_the_bound():
+    report = markdown(full_results())
+    assert row(report, "most policy calls the backend received in any one-second window") .endswith("| 6 |")
+    assert "![Calls each second under the policy budget](budget.png)" in report
