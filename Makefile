@@ -101,11 +101,12 @@ constraints:
 clean:
 	rm -rf $(VENV)
 
-## test-distributed: the proposal orchestration's end-to-end suite on CeleryExecutor (PostgreSQL,
-## Redis, two Celery workers), then the worker-loss test and the launcher's restarts of a Celery
-## worker and of Redis; each starts and stops a stack of its own.
+## test-distributed: the proposal orchestration's and the rate budgets' end-to-end suites on
+## CeleryExecutor (PostgreSQL, Redis, two Celery workers drawing from one shared bucket), then the
+## worker-loss test and the launcher's restarts of a Celery worker and of Redis; each starts and
+## stops a stack of its own.
 ## E2E=tests/e2e runs every end-to-end suite there instead (about 20 min).
-E2E ?= tests/e2e/test_proposal_orchestration.py
+E2E ?= tests/e2e/test_proposal_orchestration.py tests/e2e/test_rate_budgets.py
 test-distributed: install redis-server
 	HMS_STACK=distributed $(PY) -m pytest $(E2E)
 	HMS_STACK=distributed $(PY) -m pytest tests/distributed tests/stack/test_distributed_supervision.py -rP --durations=5

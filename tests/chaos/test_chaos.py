@@ -227,7 +227,7 @@ def finish(stack: Stack, prefix: str, expected: dict[str, str], name: str) -> No
             if status == "awaiting_governance" and pid not in decided and stack.decide(
                     pid, approved=expected[pid] == "completed"):
                 decided.add(pid)
-        if len(statuses) == BURST and all(statuses[pid] == expected[pid] for pid in expected):
+        if len(statuses) == len(expected) and all(statuses[pid] == expected[pid] for pid in expected):
             return
         if any(s == "failed" for s in statuses.values()):
             stack.sweep()  # the sweep re-drives a transient failure, as its schedule would
@@ -238,7 +238,7 @@ def finish(stack: Stack, prefix: str, expected: dict[str, str], name: str) -> No
 
 def check(stack: Stack, prefix: str, expected: dict[str, str], name: str) -> dict[str, Any]:
     runs = stack.runs(prefix)
-    assert len(runs) == BURST, f"{name}: {len(runs)} runs for {BURST} proposals"  # never a second run
+    assert len(runs) == len(expected), f"{name}: {len(runs)} runs for {len(expected)} proposals"  # never a second
     assert all(run["state"] in ("success", "failed") for run in runs), f"{name}: a run is left queued or running"
     wrong: dict[str, Any] = {}
     for pid, outcome in expected.items():
@@ -248,7 +248,7 @@ def check(stack: Stack, prefix: str, expected: dict[str, str], name: str) -> dic
         if found != (once, once, outcome):
             wrong[pid] = found
     assert wrong == {}, f"{name}: (policy versions, notifications, last audit outcome) wrong for {wrong}"
-    return {"proposals": BURST, "completed": list(expected.values()).count("completed"),
+    return {"proposals": len(expected), "completed": list(expected.values()).count("completed"),
             "denied": list(expected.values()).count("denied"), "runs": len(runs)}
 
 
@@ -305,6 +305,49 @@ def kill_component(launcher: Launcher, component: str) -> Callable[[], bool]:
 def test_a_component_killed_mid_burst_loses_nothing_and_doubles_nothing(launcher, stack, figures, component):
     figures[component] = run_case(stack, component, lambda: kill_component(launcher, component))
     print(f"\n{component}: {figures[component]}")
+
+
+SUSPENDED = 20  # proposals held by a suspension of the policy service when the scheduler is killed
+
+
+def test_the_scheduler_killed_while_proposals_wait_on_a_suspension_loses_nothing(launcher, stack, figures):
+    """Proposals whose policy step waits out a suspension (deferred: in the triggerer, holding no
+    worker) when the scheduler is SIGKILLed: no policy call while it holds, and after the restart and
+    the lift every one completes, each side effect once."""
+    name = "suspension"
+    prefix = f"chaos-{name}-{uuid.uuid4().hex[:4]}"
+    expected = {f"{prefix}-{n:03d}": "completed" for n in range(2 * SUSPENDED) if n % 5}  # approved, weekdays
+    assert len(expected) >= SUSPENDED
+    expected = dict(list(expected.items())[:SUSPENDED])
+
+    def waiting() -> int:
+        answer = stack.call("admin", "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/~/taskInstances",
+                            params={"task_id": "apply_policy", "state": "deferred", "limit": 100})
+        return 0 if answer is None or answer.status_code != 200 else sum(
+            ti["dag_run_id"].startswith(f"proposal__{prefix}") for ti in answer.json()["task_instances"])
+
+    stack.hms.put("/gov/suspensions/policy", json={"reason": "chaos: bad rules went live", "by": "ops"}
+                  ).raise_for_status()
+    try:
+        with ThreadPoolExecutor(4) as submitters:
+            list(submitters.map(stack.submit, expected))
+        wait_for(lambda: waiting() == SUSPENDED, CASE_TIMEOUT, f"{name}: not every policy step waits", poll=1)
+        killed_at = time.monotonic()
+        wait_for(kill_component(launcher, "scheduler"), 300, f"{name}: the scheduler did not come back", poll=0.5)
+        recovered_s = time.monotonic() - killed_at
+        time.sleep(5)  # the new scheduler at work, the suspension still on
+        applied_while_suspended = sum(stack.policy_versions(pid) for pid in expected)
+        still_waiting = waiting()
+    finally:
+        stack.hms.delete("/gov/suspensions/policy")
+    lifted_at = time.monotonic()
+    finish(stack, prefix, expected, name)
+
+    assert applied_while_suspended == 0
+    assert still_waiting == SUSPENDED
+    figures[name] = check(stack, prefix, expected, name) | {
+        "recovered_s": round(recovered_s, 1), "all_ended_after_lift_s": round(time.monotonic() - lifted_at, 1)}
+    print(f"\n{name}: {figures[name]}")
 
 
 LOAD_REQUESTS = 2000
