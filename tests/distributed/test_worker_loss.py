@@ -172,7 +172,8 @@ def test_worker_killed_mid_burst_every_proposal_ends_right_and_no_side_effect_tw
     assert_each_ends_right_with_one_side_effect_each(agent, hms, expected, found)
     retried = tries(agent, expected)
     # The killed tasks got a second try (their first was failed when its heartbeat stopped).
-    assert {key.replace(":", ".") for key in killed} <= set(retried), (killed, retried)
+    # A policy call's key is `<id>:policy:<scope>`; its task, `<id>.apply_policy`.
+    assert {f"{key.split(':policy:', 1)[0]}.apply_policy" for key in killed} <= set(retried), (killed, retried)
     policy = hms.get("/stats").json()["routes"].get(route(POLICY), {})
     print(f"{victim} killed (SIGKILL, whole process tree) while waiting for policy answers to {killed}, "
           f"{terminal_at_kill}/{BURST} runs over; all {BURST} ended right; "
