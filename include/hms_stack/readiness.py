@@ -16,6 +16,8 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
+import httpx
+
 from hms_stack import processes
 from hms_stack.console import PortBusy, StackError, port_advice, port_user, tail
 
@@ -88,7 +90,10 @@ def dags_ready(stack: Stack) -> bool:
     if not healthy:
         return False
     # The /management app is imported at its first request: make that request part of start-up.
-    token = stack.token()
+    try:
+        token = stack.token()
+    except httpx.TransportError:  # health answered, the login did not (yet): a busy or restarting worker
+        return False
     dag_ids = stack.ready_dag_ids or (DAG_ID,)
     if not all(_api_status(stack, f"/api/v2/dags/{dag_id}", token) == 200 for dag_id in dag_ids):
         return False

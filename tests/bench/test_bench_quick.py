@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hms_bench.__main__ import QUICK_MAX_RUNNING_VALUES
+from hms_bench.__main__ import QUICK_CAPABILITIES_OFF, QUICK_MAX_RUNNING_VALUES
 from hms_bench.report import BUDGET_PNG, BURST_PNG, LATENCY_PNG, MAX_RUNNING_PNG, RESULTS_MD
 from hms_bench.scenarios import QUICK
 
@@ -36,7 +36,7 @@ def test_every_scenario_reports_without_error(quick_run):
     assert set(scenarios["burst"]["variants"]) == {"orchestration", "naive"}
     assert set(scenarios["max_running"]["values"]) == {str(v) for v in QUICK_MAX_RUNNING_VALUES}
     capabilities = scenarios["capabilities"]["variants"]
-    assert set(capabilities) == {"all_in", "several_targets", "governance_checks_off", "rate_budgets_off"}
+    assert set(capabilities) == {"all_in", "several_targets", *QUICK_CAPABILITIES_OFF}
     parts = [scenarios["priority"], scenarios["parked"], scenarios["sweep_drain"], scenarios["budget"],
              *scenarios["latency"]["variants"].values(), *scenarios["burst"]["variants"].values(),
              *scenarios["max_running"]["values"].values(), *capabilities.values()]

@@ -24,7 +24,7 @@ from hms_management.domain.services import AUDIT, NOTIFICATIONS, POLICY
 from hms_stack.distributed import DistributedStack
 from hms_stack.stack import process_tree
 
-BURST = 100
+BURST = 50
 WEEKEND_EVERY = 10  # every tenth proposal falls on a Saturday: governance denies it
 RULE = {"queue": "foia", "strategy": "oldest-first"}
 # Generous: 2 shared cores, and a lost worker costs its tasks a heartbeat timeout and a retry.

@@ -16,6 +16,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from queue import SimpleQueue
 from typing import Any
 
 from hms_management.domain.services import Service, ServiceError, TransientServiceError
@@ -67,20 +68,33 @@ def send_all(service: Service, calls: list[Call], *, parallel: int,
     """Send each call at its slot of the service's budget, at most `parallel` at once. A call whose
     slot (`reserved` from an earlier try, or reserved now) is too far off is not sent: it waits."""
     sent = Sent()
+    kept = {call.target: RateBudget(service.name, reserved=reserved[call.target], may_wait_longer=True)
+            for call in calls if call.target in reserved}
+    # Several calls without a slot reserve theirs together; one call reserves its own as it goes.
+    fresh = [call.target for call in calls if call.target not in reserved]
+    budgets = kept | (RateBudget.reserve_for(service.name, fresh, may_wait_longer=True) if len(fresh) > 1
+                      else {target: RateBudget(service.name, may_wait_longer=True) for target in fresh})
+    width = max(1, min(parallel, len(calls)))
+    hooks: SimpleQueue[HmsHook] = SimpleQueue()  # one session per thread: kept-alive sockets, one look-up
+    for _ in range(width):
+        hooks.put(HmsHook(service))
 
     def send(call: Call) -> None:
-        budget = RateBudget(service.name, reserved=reserved.get(call.target), may_wait_longer=True)
+        hook = hooks.get()
         try:
-            sent.answers[call.target] = HmsHook(service).post(call.body, idempotency_key=call.idempotency_key,
-                                                              budget=budget)
+            sent.answers[call.target] = hook.post(call.body, idempotency_key=call.idempotency_key,
+                                                  budget=budgets[call.target])
         except WaitLonger as wait:
             sent.waits[call.target] = wait
         except ServiceError as err:
             sent.errors[call.target] = err
+        finally:
+            hooks.put(hook)
 
-    if len(calls) == 1:  # the common case, without a thread
-        send(calls[0])
+    if width == 1:  # the common case (one target), without a thread
+        for call in calls:
+            send(call)
     else:
-        with ThreadPoolExecutor(max(1, min(parallel, len(calls))), thread_name_prefix=f"{service.name}-call") as pool:
+        with ThreadPoolExecutor(width, thread_name_prefix=f"{service.name}-call") as pool:
             list(pool.map(send, calls))
     return sent

@@ -248,13 +248,24 @@ class Records:
             return {row.id: (row.run_state, row.updated_at) for row in db.execute(query)}
 
     def unsettled(self, *, updated_before: datetime) -> Iterator[ProposalRecord]:
-        """Records not ended (queued, running, parked in review) and untouched since `updated_before`:
-        the ones to compare with Airflow's runs."""
-        query = (select(proposals).where(proposals.c.status.in_((QUEUED, RUNNING, AWAITING_GOVERNANCE)),
-                                         proposals.c.updated_at < updated_before).order_by(proposals.c.seq))
+        """Records not ended (queued, running, parked in review) and untouched since `updated_before`."""
         with self.engine.connect() as db:
-            for row in db.execute(query).mappings():
+            for row in db.execute(_unsettled(updated_before, proposals)).mappings():
                 yield ProposalRecord.from_row(row)
+
+    def unsettled_runs(self, *, updated_before: datetime) -> list[Any]:
+        """The same records' `id`, `run_id`, `run_state` and `updated_at` only: what the keeper compares
+        with Airflow's runs, every few seconds, for every proposal parked in review."""
+        query = _unsettled(updated_before, proposals.c.id, proposals.c.run_id, proposals.c.run_state,
+                           proposals.c.updated_at)
+        with self.engine.connect() as db:
+            return db.execute(query).all()
+
+
+def _unsettled(updated_before: datetime, *columns: Any) -> Select:
+    return select(*columns).where(
+        proposals.c.status.in_((QUEUED, RUNNING, AWAITING_GOVERNANCE)),
+        proposals.c.updated_at < updated_before).order_by(proposals.c.seq)
 
 
 def _locked(db: Connection, proposal_id: str, *, lock: bool = True) -> Any:

@@ -32,6 +32,9 @@ def approved(proposal_records, hms, monkeypatch):
                             decision={"status": "approved", "decision_id": "d-1"},
                             steps={GOVERNANCE_GATE: {"state": "success"}})
     hms.answer("POST", "/svc/policy", 200, {"policy_id": "pol-1", "version": 1})
+    yield
+    with proposal_records.engine.begin() as db:  # the next module's steps find no budget of ours
+        db.execute(text("TRUNCATE rate_budgets"))
 
 
 def budget(per_second: float, burst: int = 1) -> None:
@@ -121,3 +124,24 @@ def test_a_service_that_keeps_answering_429_fails_the_try_as_transient(hms, monk
     with pytest.raises(TransientServiceError, match="default: POST /svc/policy answered 429"):
         operator.execute(context)
     assert len(hms.to("POST", "/svc/policy")) == THROTTLED_AGAIN + 1
+
+
+def test_several_scopes_those_due_now_go_the_one_due_later_waits_keeping_its_slot_and_none_is_wasted(hms):
+    budget(0.1, burst=2)  # two calls may go now, the next ~10 s later
+    several = {"id": "p-1", "targets": [{"scope": scope, "rule": {"queue": scope}} for scope in ("a", "b", "c")]}
+    records().change("p-1", admission=Admission.of(several, run_id="proposal__p-1", triggered_by="agent",
+                                                   submitted_at=datetime.now(UTC)))
+    operator = ApplyPolicyOperator(task_id=APPLY_POLICY)
+    context = context_for(APPLY_POLICY, several)
+    operator.render_template_fields(context)
+
+    with pytest.raises(AirflowRescheduleException):
+        operator.execute(context)
+
+    targets = records().get("p-1").steps[APPLY_POLICY]["targets"]
+    waiting = [scope for scope, entry in targets.items() if entry["state"] == "waiting"]
+    assert len(hms.to("POST", "/svc/policy")) == 2 and len(waiting) == 1
+    kept = datetime.fromisoformat(targets[waiting[0]]["reserved_slot"])
+    assert 8 < (kept - datetime.now(UTC)).total_seconds() < 11
+    # Three slots were taken, no more: the next caller's comes one spacing after the kept one.
+    assert (budgets().reserve("policy").slots[0] - kept).total_seconds() == pytest.approx(10, abs=0.5)
