@@ -106,7 +106,10 @@ def test_targets_are_judged_and_the_report_and_plots_are_written(quick_run):
     assert len(results["targets"]) == 21
     # The Execution-API calls per proposal, counted in the api-server's access log.
     assert results["scenarios"]["latency"]["variants"]["orchestration"]["execution_api"]["calls_per_proposal"] > 0
-    assert all(isinstance(t["met"], bool) and t["measured"] and t["before"] for t in results["targets"])
+    # A quick run switches off one capability (QUICK_CAPABILITIES_OFF): the other one's price is not measured.
+    assert [t["name"] for t in results["targets"] if t["measured"] is None] == [
+        "rate budgets (not binding): burst throughput vs switched off"]
+    assert all(isinstance(t["met"], bool) and t["before"] for t in results["targets"] if t["measured"])
     assert results["meta"]["versions"]["apache-airflow"] == "3.3.2"
     report = (out / RESULTS_MD).read_text()
     assert "## Targets" in report and "naive_proposal" in report
