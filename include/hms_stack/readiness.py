@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from hms_management.airflow_login import ApiError
 from hms_stack import processes
 from hms_stack.console import PortBusy, StackError, port_advice, port_user, tail
 
@@ -93,6 +94,10 @@ def dags_ready(stack: Stack) -> bool:
     try:
         token = stack.token()
     except httpx.TransportError:  # health answered, the login did not (yet): a busy or restarting worker
+        return False
+    except ApiError as err:  # a worker still starting may answer 5xx; a refused password is the stack's fault
+        if err.status < 500:
+            raise
         return False
     dag_ids = stack.ready_dag_ids or (DAG_ID,)
     if not all(_api_status(stack, f"/api/v2/dags/{dag_id}", token) == 200 for dag_id in dag_ids):
