@@ -41,9 +41,9 @@ def budget(per_second: float, burst: int = 1) -> None:
     budgets().seed({"policy": (per_second, burst)}, by="test")
 
 
-def apply_policy():
+def apply_policy(proposal=PROPOSAL):
     operator = ApplyPolicyOperator(task_id=APPLY_POLICY)
-    context = context_for(APPLY_POLICY, PROPOSAL)
+    context = context_for(APPLY_POLICY, proposal)
     operator.render_template_fields(context)
     return operator, context
 
@@ -131,9 +131,7 @@ def test_several_scopes_those_due_now_go_the_one_due_later_waits_keeping_its_slo
     several = {"id": "p-1", "targets": [{"scope": scope, "rule": {"queue": scope}} for scope in ("a", "b", "c")]}
     records().change("p-1", admission=Admission.of(several, run_id="proposal__p-1", triggered_by="agent",
                                                    submitted_at=datetime.now(UTC)))
-    operator = ApplyPolicyOperator(task_id=APPLY_POLICY)
-    context = context_for(APPLY_POLICY, several)
-    operator.render_template_fields(context)
+    operator, context = apply_policy(several)
 
     with pytest.raises(AirflowRescheduleException):
         operator.execute(context)
