@@ -25,6 +25,10 @@ DEFAULT_RETRY_AFTER_SECONDS = 1.0
 THROTTLED_AGAIN = 5
 # A call this late keeps its slot: a second's calls then fit design.md §10's 5 % to spare.
 LATE = timedelta(seconds=0.05)
+# A task gives its worker slot back for at least this long, or sleeps instead: a shorter reschedule
+# saves no slot time (a task start takes longer), and one due at once meets an Airflow 3.3.2 race in
+# which the scheduler runs it again as a new try (DagRun.schedule_tis reads a stale state), using a retry.
+AWAY_AT_LEAST = 0.5
 
 
 class WaitLonger(Exception):  # noqa: N818 (a signal to the task, not an error)
@@ -63,7 +67,7 @@ class RateBudget:
                 return
             slot, now = reservation.slots[0], reservation.now
         wait = (slot - now).total_seconds()
-        if wait > settings().budget_wait_seconds and self.may_wait_longer:
+        if wait > settings().budget_wait_seconds + AWAY_AT_LEAST and self.may_wait_longer:
             raise WaitLonger(self.service, slot, wait)
         if wait > 0:
             time.sleep(wait)

@@ -63,7 +63,7 @@ from hms_management.domain.services import (
     policy_payload,
 )
 from hms_management.domain.steps import APPLY_POLICY, GOVERNANCE_GATE, NOTIFY_OFFICERS, RECORD_AUDIT, STEPS
-from hms_management.orchestration.budget import WaitLonger
+from hms_management.orchestration.budget import AWAY_AT_LEAST, WaitLonger
 from hms_management.orchestration.config import settings
 from hms_management.orchestration.fanout import APPLIED, FAILED, WAITING, Call, Sent, send_all
 from hms_management.orchestration.hook import HmsHook
@@ -155,7 +155,7 @@ class HmsStepOperator(BaseOperator):
     def wait_for_slot(self, progress: Progress, wait: WaitLonger, targets: dict[str, Any]) -> None:
         """Give the worker slot back until just before the next reserved slot: a reschedule, not a
         retry; what was sent meanwhile stays recorded, the rest keep their slots."""
-        back_in = max(wait.seconds - settings().budget_wait_seconds, 0.0)
+        back_in = max(wait.seconds - settings().budget_wait_seconds, AWAY_AT_LEAST)
         progress.write(steps=progress.step(self.task_id, WAITING, targets=targets,
                                            waiting_for=f"its turn in the rate budget of {wait.service} "
                                                        f"(at {wait.slot.isoformat()})"))
