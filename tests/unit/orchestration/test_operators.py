@@ -24,7 +24,8 @@ from hms_management.orchestration.operators import (
 )
 from hms_management.orchestration.records import records
 from hms_management.records.store import Admission
-from tests.unit.conftest import TOKEN, context_for
+from tests.scripted_hms import TOKEN
+from tests.unit.conftest import context_for
 
 pytestmark = pytest.mark.usefixtures("proposal_records")
 

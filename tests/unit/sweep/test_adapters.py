@@ -24,7 +24,7 @@ from hms_management.orchestration.airflow_api import AirflowRuns
 from hms_management.orchestration.hook import HmsHook
 from hms_management.sweep.adapters import HttpAuditLog, HttpBacklog, SweepRuns
 from hms_management.sweep.plan import REDRIVEN_ACTION, FailedRun, SweepError
-from tests.unit.conftest import TOKEN
+from tests.scripted_hms import TOKEN
 
 QUEUED = parse_proposal({"id": "p-1", "rule": {"queue": "foia"}, "title": "Reorder"})
 RUNS = f"/api/v2/dags/{DAG_ID}/dagRuns"
