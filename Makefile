@@ -8,7 +8,8 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run stop status submit test test-unit mutants bench bench-max-running lint constraints clean
+.PHONY: install run stop status submit test test-unit test-launcher test-bench mutants bench bench-max-running lint \
+  constraints clean
 
 install: $(INSTALLED)
 
@@ -49,13 +50,23 @@ status:
 submit: install
 	$(PY) -m hms_stack submit $(FILE)
 
-## test: lint, import contract, unused code, then unit, DAG, end-to-end and browser tests (starts and
-## stops its own stack)
+## test: lint, import contract, unused code, then the unit, DAG, workflow (dag.test), end-to-end and
+## browser tests (starts and stops its own stack); the launcher's and the benchmark's tests, which
+## start stacks of their own, are `make test-launcher` and `make test-bench` (CI runs all: .ci/run)
 test: install chromium prometheus
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/vulture
-	$(PY) -m pytest --durations=15
+	$(PY) -m pytest -m "not stack and not bench" --durations=15
+
+## test-launcher: `make run`, stop, status and supervision as people drive them, each test with a
+## stack of its own (tests/stack, about 7 min)
+test-launcher: install
+	$(PY) -m pytest -m stack --durations=5
+
+## test-bench: `make bench QUICK=1` end to end on stacks of its own (about 5 min)
+test-bench: install
+	$(PY) -m pytest -m bench --durations=5
 
 ## bench: every benchmark scenario side by side (QUICK=1 for a smoke run of a few minutes, which
 ## also runs max_running small); results, table and plots in bench-results/

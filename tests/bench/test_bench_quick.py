@@ -14,7 +14,7 @@ from hms_bench.__main__ import QUICK_CAPABILITIES_OFF, QUICK_MAX_RUNNING_VALUES
 from hms_bench.report import BUDGET_PNG, BURST_PNG, LATENCY_PNG, MAX_RUNNING_PNG, RESULTS_MD
 from hms_bench.scenarios import QUICK
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.bench]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
