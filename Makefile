@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run stop status submit test test-unit test-launcher test-bench mutants bench bench-max-running lint \
+.PHONY: install run stop status submit test test-unit test-launcher test-bench mutants bench bench-max-running bench-profile lint \
   constraints clean
 
 install: $(INSTALLED)
@@ -80,6 +80,12 @@ MAX_RUNNING_VALUES := 8,16,24,48
 bench-max-running: install
 	$(PY) -m hms_bench --only max_running --max-running $(or $(VALUES),$(MAX_RUNNING_VALUES)) --size burst=$(or $(SIZE),500) \
 	  --out bench-results/max-running
+
+## bench-profile: where an approved proposal's time and CPU go: each step's phases (cProfile in every
+## task process) and the api-server by route (yappi), beside the floor DAG's (about 5 min); the tables
+## and the raw profiles in bench-results/profile/
+bench-profile: install
+	$(PY) -m hms_bench.profile
 
 ## mutants: break one promise of the README at a time and check that a test notices (not in CI; a
 ## few minutes; LIVE=1 also runs each mutant's end-to-end tests, much slower)
