@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jsonschema
 import pytest
 from airflow.sdk.exceptions import ParamValidationError
 
@@ -17,3 +18,13 @@ def test_params_schema_accepts_what_the_model_accepts_and_requires_the_same_fiel
     params["rule"].resolve("text rule")
     with pytest.raises(ParamValidationError):
         params["id"].resolve("../x")
+
+
+def test_each_param_is_checked_under_draft_7_whose_keywords_it_keeps():
+    for name, param in proposal_params().items():
+        assert jsonschema.validators.validator_for(param.schema) is jsonschema.Draft7Validator, name
+        jsonschema.Draft7Validator.check_schema(param.schema)
+    targets = proposal_params()["targets"]
+    targets.resolve([{"scope": "foia/dhs", "rule": {"max_days": 20}}])
+    with pytest.raises(ParamValidationError):  # additionalProperties: false still holds
+        targets.resolve([{"scope": "foia/dhs", "rule": {}, "extra": 1}])
