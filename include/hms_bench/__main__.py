@@ -238,15 +238,20 @@ def settings(cfg: Path) -> dict[str, str]:
             for key, value in parser.items(section) if key not in skip}
 
 
+def commit() -> str:
+    """The checkout's commit (a run of uncommitted changes says so in its notes, not here)."""
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
+
+
 def meta(quick: bool, sizes: Sizes) -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick, "sizes": vars(sizes),
         "machine": {"cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE")
                                                                 * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                     "python": platform.python_version(), "platform": platform.platform()},
         "versions": {**{name: metadata.version(name) for name in ("apache-airflow", "apache-airflow-providers-http")},
-                     "commit": commit.stdout.strip() or "unknown"},
+                     "commit": commit()},
         "settings": {"orchestration": settings(AIRFLOW_CFG), "naive": settings(NAIVE_CFG)},
         "before": BEFORE_SOURCE,
     }

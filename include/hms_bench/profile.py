@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hms_bench import measure, profile_hooks, scenarios
-from hms_bench.__main__ import BENCH, client_of, product_stack, progress
+from hms_bench.__main__ import BENCH, client_of, commit, product_stack, progress
 from hms_bench.dags.proposal_floor import FLOOR_DAG_ID
 from hms_management.domain.proposal import DAG_ID
 from hms_stack.stack import ROOT
@@ -87,7 +87,7 @@ def run(n: int, raw: Path) -> dict[str, Any]:
     env = {"HMS_PROFILE_DIR": str(raw),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
     results: dict[str, Any] = {"meta": {"started": datetime.now(UTC).isoformat(timespec="seconds"),
-                                        "proposals_per_window": n}, "windows": {}}
+                                        "commit": commit(), "proposals_per_window": n}, "windows": {}}
     with tempfile.TemporaryDirectory(prefix="hms-bench-profile-") as tmp:
         stack = product_stack(Path(tmp), env)
         progress("starting the project's stack with the profilers loaded …")
@@ -215,9 +215,10 @@ def api_server(raw: Path, n: int) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     windows, n = results["windows"], results["meta"]["proposals_per_window"]
     lines = ["# Where an approved proposal's time and CPU go", "",
-             f"{n} proposals per window, one after another, on a warm stack ({results['meta']['started']}; "
-             "`python -m hms_bench.profile`). Task processes under cProfile, the api-server under yappi; "
-             "both slow what they profile, so compare shares and steps, and the kernel's counts beside them.", ""]
+             f"{n} proposals per window, one after another, on a warm stack ({results['meta']['started']}, "
+             f"commit {results['meta'].get('commit', 'unknown')}; `python -m hms_bench.profile`). Task processes "
+             "under cProfile, the api-server under yappi; both slow what they profile, so compare shares and "
+             "steps, and the kernel's counts beside them.", ""]
     for label, figures in windows.items():
         steps = figures["task_processes"]
         kernel = figures["kernel_cpu_s_per_proposal"]

@@ -158,8 +158,9 @@ def _wait_for(condition: Any) -> None:
 
 
 def _short(module: str) -> str:
-    """A module's file from its package down (site-packages/ and include/ dropped)."""
+    """A module's file from its package down (the folders up to site-packages/, include/ or the
+    standard library's dropped)."""
     for marker in ("site-packages/", "include/"):
         if marker in module:
             return module.split(marker, 1)[1]
-    return module
+    return re.sub(r"^.*/lib/python3\.\d+/", "", module)

@@ -97,3 +97,25 @@ def test_the_analysis_splits_a_step_into_its_phases_largest_where_the_work_is(ta
 ])
 def test_an_api_server_request_is_profiled_under_its_route(method, path, route):
     assert profile_hooks.route_of(method, path) == route
+
+
+def test_the_report_sets_each_step_beside_the_others_and_the_api_server_by_route(task_runner, tmp_path):
+    (tmp_path / profile_hooks.WINDOW).write_text("cpu")
+    profile_hooks._profile_task_processes()
+    task_runner.main()
+    (tmp_path / "api-1.json").write_text(json.dumps({"process_cpu_s": 2.0, "by_route": {
+        "PATCH /execution/task-instances/{id}/run": {"cpu_s": 1.0, "top": [
+            {"function": "solve_dependencies (fastapi/dependencies/utils.py:598)", "self_s": 0.4}]}}}))
+    results = {"meta": {"started": "2026-12-04T22:58:10+00:00", "commit": "beca40c", "proposals_per_window": 2},
+               "windows": {"orchestration": {"clock": "cpu", "latency": {"p50": 0.93},
+                                             "kernel_cpu_s_per_proposal": {"task processes": 0.4},
+                                             "task_processes": profile.task_processes(tmp_path),
+                                             "api_server": profile.api_server(tmp_path, 2)}}}
+
+    report = profile.markdown(results)
+
+    assert "| phase or part | apply_policy |" in report
+    assert "| execute (the operator's work) |" in report
+    assert ("| PATCH /execution/task-instances/{id}/run | 0.5000 | "
+            "solve_dependencies (fastapi/dependencies/utils.py:598) 200.0 ms |") in report
+    assert "commit beca40c" in report
