@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import psutil
 
+from hms_bench.routes import TASK_INSTANCE_ID, execution_route
 from hms_management.client import TERMINAL_STATES, AirflowClient
 from hms_stack.stack import Stack, process_tree
 
@@ -181,10 +182,7 @@ class HmsCalls:
 
 
 # Task processes talk to the api-server's Execution API; its access log names each request.
-_EXECUTION_ACCESS = re.compile(r"http\.access.* method=(\S+) path=/execution/(\S+)")
-_ROUTE_PARTS = ((re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "{id}"),
-                (re.compile(r"^connections/[^/?\s]+"), "connections/{conn_id}"),
-                (re.compile(r"^dag-runs/[^/]+/[^/?\s]+"), "dag-runs/{dag_id}/{run_id}"))
+_EXECUTION_ACCESS = re.compile(r"http\.access.* method=(\S+) path=(/execution/\S+)")
 
 
 @dataclass
@@ -209,12 +207,10 @@ class ExecutionApiCalls:
             for line in log:
                 if found := _EXECUTION_ACCESS.search(line):
                     path = found.group(2)
-                    named = _ROUTE_PARTS[0][0].search(path)
+                    named = TASK_INSTANCE_ID.search(path)
                     if task_instances is not None and named and named.group(0) not in task_instances:
                         continue
-                    for pattern, name in _ROUTE_PARTS:
-                        path = pattern.sub(name, path)
-                    route = f"{found.group(1)} /execution/{path}"
+                    route = execution_route(found.group(1), path)
                     counted[route] = counted.get(route, 0) + 1
         self.by_route = dict(sorted(counted.items(), key=lambda item: -item[1]))
         return self

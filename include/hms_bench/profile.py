@@ -165,8 +165,8 @@ def task_processes(raw: Path) -> dict[str, Any]:
             "process_cpu_s": round(sum(m["cpu_s"] for m in metas) / k, 4),
             "process_wall_s": round(sum(m["wall_s"] for m in metas) / k, 4),
             "phases_s": {label: round(value, 4) for label, value in phases.items()},
-            "parts_s": {label: round(inclusive(stats, path, name) / k, 4) for label, path, name in PARTS
-                        if inclusive(stats, path, name)},
+            "parts_s": {label: round(seconds / k, 4) for label, path, name in PARTS
+                        if (seconds := inclusive(stats, path, name))},
             "top_own_time": top(stats, k),
         }
     return steps
@@ -180,12 +180,8 @@ def inclusive(stats: pstats.Stats, path: str, name: str) -> float:
 
 def top(stats: pstats.Stats, k: int, count: int = 10) -> list[dict[str, Any]]:
     entries = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:count]
-    return [{"function": f"{function} ({short(filename)}:{line})", "own_s": round(entry[2] / k, 5),
+    return [{"function": f"{function} ({profile_hooks.short_path(filename)}:{line})", "own_s": round(entry[2] / k, 5),
              "calls": round(entry[1] / k, 1)} for (filename, line, function), entry in entries]
-
-
-def short(filename: str) -> str:
-    return profile_hooks._short(filename)
 
 
 # -- the api-server ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hms_bench.routes import execution_route
 from hms_stack.processes import COMPONENT_MARK
 
 WINDOW = "window"  # exists while profiling; its text is the task processes' clock: "cpu" or "wall"
@@ -89,7 +90,6 @@ def _profile_task_processes() -> None:
 
 # -- the api-server -------------------------------------------------------------------------------
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _route = contextvars.ContextVar("hms_profile_route", default=0)
 _routes: dict[str, int] = {OUTSIDE: 0}
 
@@ -97,10 +97,7 @@ _routes: dict[str, int] = {OUTSIDE: 0}
 def route_of(method: str, path: str) -> str:
     """A request's route: the Execution API's by template, ours and the REST API's by area."""
     if path.startswith("/execution/"):
-        path = _UUID.sub("{id}", path)
-        path = re.sub(r"^/execution/connections/[^/]+", "/execution/connections/{conn_id}", path)
-        path = re.sub(r"^/execution/dag-runs/[^/]+/[^/]+", "/execution/dag-runs/{dag_id}/{run_id}", path)
-        return f"{method} {path}"
+        return execution_route(method, path)
     if path.startswith("/management"):
         return "/management (ours)"
     if path.startswith("/api/v2/"):
@@ -146,7 +143,7 @@ def _api_window(yappi: Any) -> None:
             functions = sorted(yappi.get_func_stats(filter={"tag": tag}), key=lambda f: -f.tsub)
             if functions:
                 by_route[route] = {"cpu_s": sum(f.tsub for f in functions),
-                                   "top": [{"function": f"{f.name} ({_short(f.module)}:{f.lineno})",
+                                   "top": [{"function": f"{f.name} ({short_path(f.module)}:{f.lineno})",
                                             "self_s": f.tsub} for f in functions[:8]]}
         (folder() / f"api-{os.getpid()}.json").write_text(json.dumps({"process_cpu_s": cpu, "by_route": by_route}))
         _wait_for(lambda: not (folder() / CLOSED).exists())
@@ -157,7 +154,7 @@ def _wait_for(condition: Any) -> None:
         time.sleep(POLL_S)
 
 
-def _short(module: str) -> str:
+def short_path(module: str) -> str:
     """A module's file from its package down (the folders up to site-packages/, include/ or the
     standard library's dropped)."""
     for marker in ("site-packages/", "include/"):

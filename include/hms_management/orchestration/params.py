@@ -12,7 +12,7 @@ from hms_management.domain.proposal import Proposal
 # Airflow checks every Param with `jsonschema.validate`, which first checks the schema itself against
 # its draft's meta-schema, twice in every task process (the DAG's parse, the task's context) and once
 # per trigger. Under draft 2020-12, the default, that check is most of the cost and took a sizeable
-# share of a step's CPU (docs/performance.md, "Where a task process's time goes"); draft 7 has every
+# share of a step's CPU (docs/performance.md, "Where a step's time and CPU go"); draft 7 has every
 # keyword the model's schema uses, with the same meaning, and a far cheaper meta-schema.
 SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
 
